@@ -1,0 +1,99 @@
+"""copywatch_daily: crawl the targets, embed new tiles, match each client's gallery, report.
+
+Wiring only: every task body imports one stage function and calls it; heavy modules (torch,
+faiss, SQLAlchemy models, Scrapy) are imported inside the tasks, never at DAG-parse time.
+Everything is keyed by the run's data interval, so a retried or re-run task leaves the same rows.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
+
+DEFAULT_ARGS = {"owner": "copywatch", "retries": 2, "retry_delay": timedelta(minutes=5)}
+
+
+@dag(
+    dag_id="copywatch_daily",
+    schedule=CronDataIntervalTimetable("0 6 * * *", timezone="Asia/Seoul"),
+    start_date=pendulum.datetime(2026, 11, 1, tz="Asia/Seoul"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["copywatch", "daily"],
+    doc_md=__doc__,
+)
+def copywatch_daily():
+    @task
+    def open_run() -> int:
+        from pipeline.config import load_settings
+        from pipeline.stages import open_run as open_run_stage
+
+        ctx = get_current_context()
+        return open_run_stage(load_settings(), ctx["data_interval_start"], ctx["data_interval_end"])
+
+    @task
+    def list_targets(run_id: int) -> list[int]:
+        from pipeline.config import load_settings
+        from pipeline.stages import enabled_targets
+
+        return enabled_targets(load_settings())
+
+    @task(max_active_tis_per_dag=2)
+    def crawl(target_id: int, run_id: int) -> dict:
+        from crawler.run import crawl_target
+        from pipeline.config import load_settings
+        from pipeline.stages import record_crawl, run_day
+
+        settings = load_settings()
+        counts = crawl_target(settings, target_id, run_id, run_day(settings, run_id))
+        return record_crawl(settings, run_id, target_id, counts)
+
+    @task
+    def embed(run_id: int, crawled: list[dict]) -> dict:
+        from pipeline.config import load_settings
+        from pipeline.stages import embed_run_images
+
+        return embed_run_images(load_settings(), run_id)
+
+    @task
+    def list_clients(run_id: int) -> list[str]:
+        from pipeline.config import load_settings
+        from pipeline.stages import client_slugs
+
+        return client_slugs(load_settings())
+
+    @task
+    def match(client: str, run_id: int) -> str:
+        from pipeline.config import load_settings
+        from pipeline.stages import match_run
+
+        match_run(load_settings(), run_id, client)
+        return client
+
+    @task
+    def report(client: str, run_id: int) -> str:
+        from pipeline.config import load_settings
+        from reports.render import render_client_report
+
+        return str(render_client_report(load_settings(), run_id, client))
+
+    @task
+    def close_run(run_id: int, reports: list[str]) -> dict:
+        from pipeline.config import load_settings
+        from pipeline.stages import close_run as close_run_stage
+
+        return close_run_stage(load_settings(), run_id)
+
+    run_id = open_run()
+    crawled = crawl.partial(run_id=run_id).expand(target_id=list_targets(run_id))
+    embedded = embed(run_id, crawled)
+    clients = list_clients(run_id)
+    embedded >> clients
+    matched = match.partial(run_id=run_id).expand(client=clients)
+    reports = report.partial(run_id=run_id).expand(client=matched)
+    close_run(run_id, reports)
+
+
+copywatch_daily()

@@ -1,0 +1,1 @@
+"""copywatch's domain core: configuration, storage, tiling, embedding, indexing, matching, findings."""

@@ -1,0 +1,382 @@
+"""Core commands: clients, galleries, targets, runs, reports, search, eval and the demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+from pipeline.config import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: Platforms copywatch refuses to crawl, and why (their terms or robots.txt forbid it).
+REFUSED_HOSTS = {"coupang.com": "Coupang's robots.txt disallows all generic user agents and a bot wall answers 403; it is out of scope"}
+
+
+def register(sub) -> None:
+    _client(sub)
+    _gallery(sub)
+    _target(sub)
+    p = sub.add_parser("run", help="one daily run without Airflow: crawl, embed, match, report",
+                       description="Run one daily monitoring run in this process, through the same stage functions as the "
+                       "copywatch_daily DAG, and print the path of each client's report.")
+    p.add_argument("--date", type=date.fromisoformat, help="the run's date (Asia/Seoul; default today)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="render a client's report for a run",
+                       description="Render (again) a client's HTML report for the run of a date and print its path.")
+    p.add_argument("client")
+    p.add_argument("--date", type=date.fromisoformat, help="the run's date (default: the latest run)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("search", help="the 10 most similar gallery images of a client for an image",
+                       description="Search one image against a client's protected gallery (the study's tool): "
+                       "prints the top gallery images with their scores and the matched regions.")
+    p.add_argument("image", type=Path)
+    p.add_argument("--client", required=True)
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("eval", help="evaluate matching on a dataset (gallery/, queries/, truth.csv)",
+                       description="Rank every query of DATASET against its gallery; write DIR/rankings.csv "
+                       "(query,rank,gallery,score: top 10 distinct gallery images) and DIR/metrics.json "
+                       "(rank1, rank10, uap, recall_at_p90, precision/recall at the report threshold, throughput); print the metrics.")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--out", type=Path, help="output folder (default DATASET/eval-<embedder>)")
+    p.add_argument("--embedder", help="'default' or 'unicom:<name>' (default: COPYWATCH_EMBEDDER)")
+    p.add_argument("--weights", type=Path, help="checkpoint file for a Unicom embedder")
+    p.add_argument("--threshold", type=float, help="report threshold (default: COPYWATCH_THRESHOLD)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="the main job on the embedded default: demo mall + Airflow daily run",
+                       description="Build and start the bundled demo mall on 127.0.0.1, set up the demo client, its gallery and "
+                       "the demo shops as crawl targets, run the copywatch_daily DAG once through Airflow (`airflow dags test`, "
+                       "SQLite, AIRFLOW_HOME inside the data folder) and print the path of the client's report.")
+    p.add_argument("--date", type=date.fromisoformat, help="the run's date (default today, Asia/Seoul)")
+    p.add_argument("--no-airflow", action="store_true", help="run the stages in this process instead of through Airflow")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
+    dsub = p.add_subparsers(dest="db_command", metavar="DB_COMMAND")
+    m = dsub.add_parser("migrate", help="create or upgrade the database schema (Alembic)")
+    m.set_defaults(func=cmd_db_migrate)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _db(settings: Settings):
+    from pipeline.db import Database
+
+    return Database(settings.database_url)
+
+
+# --- clients, galleries, targets -----------------------------------------------------------
+
+def _client(sub) -> None:
+    p = sub.add_parser("client", help="add or list clients (rights holders)", description="Manage clients.")
+    csub = p.add_subparsers(dest="client_command", metavar="CLIENT_COMMAND")
+    a = csub.add_parser("add", help="add a client, or update its name, language or threshold")
+    a.add_argument("slug", help="short id, e.g. hanbit")
+    a.add_argument("--name", required=True)
+    a.add_argument("--language", choices=["ko", "en"], default="ko", help="report language (default ko)")
+    a.add_argument("--threshold", type=float, help="report threshold for this client (default: the global one)")
+    a.set_defaults(func=cmd_client_add)
+    ls = csub.add_parser("list", help="list clients with their gallery sizes")
+    ls.set_defaults(func=cmd_client_list)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def cmd_client_add(args) -> int:
+    from pipeline.repo import upsert_client
+
+    db = _db(load_settings())
+    with db.session() as s:
+        c = upsert_client(s, args.slug, args.name, args.language, args.threshold)
+        print(f"client {c.slug} (id {c.id}): {c.name}")
+    return 0
+
+
+def cmd_client_list(args) -> int:
+    from sqlalchemy import func, select
+
+    from pipeline.db import Client, GalleryImage
+
+    db = _db(load_settings())
+    with db.session() as s:
+        rows = s.execute(
+            select(Client, func.count(GalleryImage.id)).outerjoin(GalleryImage, GalleryImage.client_id == Client.id).group_by(Client.id).order_by(Client.slug)
+        ).all()
+        for c, n in rows:
+            print(f"{c.slug}\t{c.name}\t{c.language}\t{n} gallery images")
+    return 0
+
+
+def _gallery(sub) -> None:
+    p = sub.add_parser("gallery", help="manage a client's protected gallery", description="Manage protected galleries.")
+    gsub = p.add_subparsers(dest="gallery_command", metavar="GALLERY_COMMAND")
+    a = gsub.add_parser("add", help="add images (files or folders) to a client's gallery",
+                        description="Store the images once by SHA-256 and add them to the client's gallery; the client's "
+                        "tile index is rebuilt on the next match.")
+    a.add_argument("client")
+    a.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    a.set_defaults(func=cmd_gallery_add)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def cmd_gallery_add(args) -> int:
+    from pipeline.gallery import add_images
+
+    settings = load_settings()
+    db = _db(settings)
+    with db.session() as s:
+        counts = add_images(s, settings, args.client, args.paths)
+    print(f"{args.client}: {counts['added']} added, {counts['already_present']} already present, {counts['bad']} not images")
+    return 0 if counts["bad"] == 0 else 1
+
+
+def refused_reason(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    for domain, why in REFUSED_HOSTS.items():
+        if host == domain or host.endswith("." + domain):
+            return why
+    return None
+
+
+def _target(sub) -> None:
+    p = sub.add_parser("target", help="manage crawl targets (shops)", description="Manage crawl targets.")
+    tsub = p.add_subparsers(dest="target_command", metavar="TARGET_COMMAND")
+    a = tsub.add_parser("add", help="add or update a shop to crawl")
+    a.add_argument("name", help="a unique name for the target, e.g. the shop's name")
+    a.add_argument("url", help="start URL: the shop's home or a category listing")
+    a.add_argument("--platform", default="cafe24", choices=["cafe24"], help="shop platform (default cafe24)")
+    a.add_argument("--max-pages", type=int, default=500, help="product pages per crawl (default 500)")
+    a.add_argument("--max-depth", type=int, default=4, help="link depth from the start URL (default 4)")
+    a.set_defaults(func=cmd_target_add)
+    ls = tsub.add_parser("list", help="list crawl targets")
+    ls.set_defaults(func=cmd_target_list)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def cmd_target_add(args) -> int:
+    from urllib.parse import urlsplit
+
+    from pipeline.repo import upsert_target
+
+    if urlsplit(args.url).scheme not in ("http", "https"):
+        raise ValueError(f"{args.url!r} is not an http(s) URL")
+    why = refused_reason(args.url)
+    if why:
+        raise ValueError(f"refusing target {args.url}: {why}")
+    db = _db(load_settings())
+    with db.session() as s:
+        t = upsert_target(s, args.name, args.url, args.platform, args.max_pages, args.max_depth)
+        print(f"target {t.name} (id {t.id}): {t.start_url} [{t.platform}]")
+    return 0
+
+
+def cmd_target_list(args) -> int:
+    from sqlalchemy import select
+
+    from pipeline.db import CrawlTarget
+
+    db = _db(load_settings())
+    with db.session() as s:
+        for t in s.scalars(select(CrawlTarget).order_by(CrawlTarget.id)):
+            print(f"{t.id}\t{t.name}\t{t.platform}\t{t.start_url}\t{'enabled' if t.enabled else 'disabled'}")
+    return 0
+
+
+# --- runs and reports ----------------------------------------------------------------------
+
+def seoul_today() -> date:
+    from pipeline.repo import SEOUL
+
+    return datetime.now(SEOUL).date()
+
+
+def daily_interval(day: date) -> tuple[datetime, datetime]:
+    """The data interval the copywatch_daily schedule (06:00 Asia/Seoul) gives the run of ``day``."""
+    from pipeline.repo import SEOUL
+
+    end = datetime.combine(day, time(6, 0), tzinfo=SEOUL)
+    return end - timedelta(days=1), end
+
+
+def run_daily(settings: Settings, day: date) -> list[Path]:
+    """One daily run in this process, through the same stage functions the DAG calls."""
+    from crawler.run import crawl_target
+    from pipeline import stages
+    from reports.render import render_client_report
+
+    start, end = daily_interval(day)
+    run_id = stages.open_run(settings, start, end)
+    targets = stages.enabled_targets(settings)
+    for n, target_id in enumerate(targets, 1):
+        log.info("crawling target %d (%d/%d)", target_id, n, len(targets))
+        counts = crawl_target(settings, target_id, run_id, stages.run_day(settings, run_id))
+        stages.record_crawl(settings, run_id, target_id, counts)
+    stages.embed_run_images(settings, run_id)
+    paths = []
+    for slug in stages.client_slugs(settings):
+        stages.match_run(settings, run_id, slug)
+        paths.append(render_client_report(settings, run_id, slug))
+    stages.close_run(settings, run_id)
+    return paths
+
+
+def cmd_run(args) -> int:
+    for path in run_daily(load_settings(), args.date or seoul_today()):
+        print(path)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from sqlalchemy import select
+
+    from pipeline.db import Run
+    from pipeline.repo import run_date
+    from reports.render import render_client_report
+
+    settings = load_settings()
+    db = _db(settings)
+    with db.session() as s:
+        runs = s.scalars(select(Run).where(Run.kind == "daily").order_by(Run.interval_end.desc())).all()
+        if args.date:
+            runs = [r for r in runs if run_date(r) == args.date]
+        if not runs:
+            raise LookupError("no daily run" + (f" on {args.date}" if args.date else "") + ": start one with `copywatch run`")
+        run_id = runs[0].id
+    print(render_client_report(settings, run_id, args.client))
+    return 0
+
+
+# --- search and eval -------------------------------------------------------------------------
+
+def cmd_search(args) -> int:
+    from sqlalchemy import select
+
+    from pipeline import images
+    from pipeline.db import GalleryImage
+    from pipeline.embed import get_embedder
+    from pipeline.evaluate import _tiles
+    from pipeline.gallery import client_index
+    from pipeline.match import MatchParams, rank_gallery
+    from pipeline.repo import get_client
+    from pipeline.store import ContentStore
+    from pipeline.tiling import QUERY_TILING
+
+    settings = load_settings()
+    embedder = get_embedder(settings.embedder, weights_dir=settings.weights_dir)
+    store = ContentStore(settings.store_dir)
+    query = images.decode(args.image, max_pixels=settings.max_image_pixels)
+    db = _db(settings)
+    with db.session() as s:
+        client = get_client(s, args.client)
+        index = client_index(s, settings, client, embedder)
+        gallery = {g.id: g for g in s.scalars(select(GalleryImage).where(GalleryImage.client_id == client.id))}
+        load = lambda gid: images.decode(store.path(gallery[gid].sha256))  # noqa: E731
+        params = MatchParams(max_candidates=args.top, candidate_score=-1.0)
+        ranked = rank_gallery(query, _tiles(query, QUERY_TILING, embedder, "query"), index, load, params, top=args.top)
+        rows = [
+            {
+                "rank": r,
+                "gallery_id": m.gallery_id,
+                "label": gallery[m.gallery_id].label,
+                "sha256": gallery[m.gallery_id].sha256,
+                "score": round(m.score, 4),
+                "cosine": round(m.cosine, 4),
+                "inliers": m.verification.inliers if m.verification else 0,
+                "query_box": list(m.verification.query_box or ()) if m.verification else [],
+                "gallery_box": list(m.verification.gallery_box or ()) if m.verification else [],
+                "mirrored": bool(m.verification and m.verification.mirrored),
+            }
+            for r, m in enumerate(ranked, 1)
+        ]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        print(f"{'rank':>4}  {'score':>6}  {'cosine':>6}  {'inliers':>7}  gallery image (matched region)")
+        for row in rows:
+            region = f" {row['gallery_box']}" if row["gallery_box"] else ""
+            print(f"{row['rank']:>4}  {row['score']:>6.3f}  {row['cosine']:>6.3f}  {row['inliers']:>7}  {row['label']}{region}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from pipeline.embed import get_embedder
+    from pipeline.evaluate import evaluate
+
+    settings = load_settings()
+    embedder = get_embedder(args.embedder or settings.embedder, weights=args.weights, weights_dir=settings.weights_dir)
+    safe = "".join(c if c.isalnum() or c in "-." else "_" for c in embedder.id)
+    out = args.out or args.dataset / f"eval-{safe}"
+    m = evaluate(args.dataset, out, embedder, settings.threshold if args.threshold is None else args.threshold)
+    t = m["throughput"]
+    print(f"dataset {args.dataset} ({m['queries']} queries, {m['copy_queries']} copies, {m['gallery_images']} gallery images, embedder {m['embedder']})")
+    print(f"rank1 {m['rank1']:.4f}  rank10 {m['rank10']:.4f}  uap {m['uap']:.4f}  recall_at_p90 {m['recall_at_p90']:.4f}")
+    print(f"at threshold {m['threshold']}: precision {m['precision_at_threshold']:.4f}  recall {m['recall_at_threshold']:.4f}  ({m['predictions_at_threshold']} predictions)")
+    print(f"throughput: gallery {t['gallery_tiles_per_s']:.1f} tiles/s, queries {t['query_images_per_s']:.2f} images/s, overall {t['overall_images_per_s']:.2f} images/s")
+    print(f"wrote {out / 'rankings.csv'} and {out / 'metrics.json'}")
+    return 0
+
+
+# --- demo and maintenance ------------------------------------------------------------------
+
+def _airflow(settings: Settings, *argv: str) -> None:
+    from pipeline.airflow_env import airflow_env
+
+    exe = Path(sys.executable).with_name("airflow")
+    cmd = [str(exe), *argv]
+    log.info("running %s", " ".join(cmd))
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(cmd, env=airflow_env(settings), capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-4000:]
+        raise RuntimeError(f"`airflow {' '.join(argv)}` failed with exit code {proc.returncode}:\n{tail}")
+    log.debug("%s", proc.stdout[-2000:])
+
+
+def cmd_demo(args) -> int:
+    from sqlalchemy import select
+
+    from crawler.demo.build import build_demo
+    from crawler.demo.seed import seed_demo
+    from crawler.demo.server import DemoMall
+    from pipeline.db import Report, Run
+    from pipeline.repo import run_date
+
+    settings = load_settings()
+    day = args.date or seoul_today()
+    manifest = build_demo(settings.home / "demo")
+    with DemoMall(settings.home / "demo") as mall:
+        log.info("demo mall serving %s", ", ".join(f"{k} at {v}" for k, v in mall.base_urls.items()))
+        seed_demo(settings, manifest, settings.home / "demo", mall.base_urls)
+        if args.no_airflow:
+            paths = run_daily(settings, day)
+        else:
+            _airflow(settings, "db", "migrate")
+            _airflow(settings, "dags", "test", "copywatch_daily", daily_interval(day)[1].isoformat())
+            db = _db(settings)
+            with db.session() as s:
+                runs = [r for r in s.scalars(select(Run).where(Run.kind == "daily")) if run_date(r) == day]
+                if not runs:
+                    raise RuntimeError(f"the DAG run finished but no copywatch run is recorded for {day}")
+                paths = [Path(r.path) for r in s.scalars(select(Report).where(Report.run_id == runs[0].id).order_by(Report.id))]
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_db_migrate(args) -> int:
+    from pipeline.db import migrate
+
+    settings = load_settings()
+    migrate(settings.database_url)
+    print(f"database at {settings.database_url} is up to date")
+    return 0

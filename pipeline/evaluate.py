@@ -1,0 +1,150 @@
+"""`copywatch eval`: rank a dataset's queries against its gallery and score the rankings."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline import images
+from pipeline.embed import Embedder
+from pipeline.gallery import iter_image_files
+from pipeline.index import TileIndex
+from pipeline.match import MatchParams, rank_gallery
+from pipeline.metrics import Scored, at_threshold, micro_ap, rank_k, recall_at_precision
+from pipeline.tilecache import TileVectors
+from pipeline.tiling import GALLERY_TILING, QUERY_TILING, TilingParams, tile_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    gallery: list[str]
+    queries: list[str]
+    truth: dict[str, set[str]]
+
+    @classmethod
+    def load(cls, root: Path) -> "Dataset":
+        root = Path(root)
+        for part in ("gallery", "queries", "truth.csv"):
+            if not (root / part).exists():
+                raise FileNotFoundError(f"{root} is not a dataset: {part} is missing (need gallery/, queries/, truth.csv)")
+        rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
+        gallery = [rel(p) for p in iter_image_files([root / "gallery"])]
+        queries = [rel(p) for p in iter_image_files([root / "queries"])]
+        truth: dict[str, set[str]] = {q: set() for q in queries}
+        known_g, known_q = set(gallery), set(queries)
+        with open(root / "truth.csv", newline="", encoding="utf-8") as f:
+            for n, row in enumerate(csv.DictReader(f), 2):
+                q, g = row.get("query"), row.get("gallery")
+                if q not in known_q or g not in known_g:
+                    raise ValueError(f"truth.csv line {n}: {q!r} or {g!r} is not an image of the dataset")
+                truth[q].add(g)
+        return cls(root, gallery, queries, truth)
+
+
+def _tiles(im: Image.Image, params: TilingParams, embedder: Embedder, key: str) -> TileVectors:
+    cuts = tile_image(im, params)
+    vecs = embedder.embed([c.image for c in cuts]) if cuts else np.zeros((0, embedder.dim), np.float32)
+    return TileVectors(key, vecs, np.array([c.box for c in cuts], np.int32).reshape(-1, 4), np.array([c.mirrored for c in cuts], bool))
+
+
+class _GalleryImages:
+    """Decoded gallery images for verification, a bounded LRU so big galleries fit in memory."""
+
+    def __init__(self, root: Path, names: list[str], size: int = 48) -> None:
+        self.root, self.names, self.size = root, names, size
+        self._cache: OrderedDict[int, Image.Image] = OrderedDict()
+
+    def __call__(self, gid: int) -> Image.Image:
+        if gid in self._cache:
+            self._cache.move_to_end(gid)
+            return self._cache[gid]
+        im = images.decode(self.root / self.names[gid])
+        self._cache[gid] = im
+        if len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return im
+
+
+def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params: MatchParams = MatchParams()) -> dict:
+    """Write ``out/rankings.csv`` and ``out/metrics.json``; return the metrics."""
+    ds = Dataset.load(root)
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("dataset %s: %d gallery images, %d queries (%d copies)", root, len(ds.gallery), len(ds.queries), sum(1 for v in ds.truth.values() if v))
+
+    t0 = time.perf_counter()
+    vecs, owners, boxes, bad = [], [], [], []
+    for gid, name in enumerate(ds.gallery):
+        try:
+            tv = _tiles(images.decode(ds.root / name), GALLERY_TILING, embedder, name)
+        except images.BadImage as e:
+            log.warning("gallery image skipped: %s: %s", name, e.reason)
+            bad.append(name)
+            continue
+        vecs.append(tv.vectors)
+        owners.append(np.full(len(tv), gid, np.int64))
+        boxes.append(tv.boxes)
+        if (gid + 1) % 50 == 0 or gid + 1 == len(ds.gallery):
+            log.info("gallery: %d/%d images embedded", gid + 1, len(ds.gallery))
+    index = TileIndex(np.concatenate(vecs), np.concatenate(owners), np.concatenate(boxes))
+    t_gallery = time.perf_counter() - t0
+
+    load_gallery = _GalleryImages(ds.root, ds.gallery)
+    rankings: dict[str, list[str]] = {}
+    rows: list[Scored] = []
+    t1 = time.perf_counter()
+    with open(out / "rankings.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["query", "rank", "gallery", "score"])
+        for n, q in enumerate(ds.queries, 1):
+            try:
+                qim = images.decode(ds.root / q)
+            except images.BadImage as e:
+                log.warning("query skipped: %s: %s", q, e.reason)
+                rankings[q] = []
+                continue
+            ranked = rank_gallery(qim, _tiles(qim, QUERY_TILING, embedder, q), index, load_gallery, params, top=10)
+            rankings[q] = [ds.gallery[m.gallery_id] for m in ranked]
+            for r, m in enumerate(ranked, 1):
+                w.writerow([q, r, ds.gallery[m.gallery_id], f"{m.score:.6f}"])
+                rows.append(Scored(q, ds.gallery[m.gallery_id], m.score))
+            if n % 25 == 0 or n == len(ds.queries):
+                el = time.perf_counter() - t1
+                log.info("queries: %d/%d (%.1f images/s)", n, len(ds.queries), n / el if el else 0.0)
+    t_query = time.perf_counter() - t1
+
+    precision, recall, n_pred = at_threshold(rows, ds.truth, threshold)
+    metrics = {
+        "rank1": rank_k(rankings, ds.truth, 1),
+        "rank10": rank_k(rankings, ds.truth, 10),
+        "uap": micro_ap(rows, ds.truth),
+        "recall_at_p90": recall_at_precision(rows, ds.truth, 0.9),
+        "threshold": threshold,
+        "precision_at_threshold": precision,
+        "recall_at_threshold": recall,
+        "predictions_at_threshold": n_pred,
+        "queries": len(ds.queries),
+        "copy_queries": sum(1 for v in ds.truth.values() if v),
+        "gallery_images": len(ds.gallery),
+        "gallery_tiles": len(index),
+        "embedder": embedder.id,
+        "throughput": {
+            "gallery_tiles_per_s": len(index) / t_gallery if t_gallery else None,
+            "query_images_per_s": len(ds.queries) / t_query if t_query else None,
+            "overall_images_per_s": (len(ds.gallery) + len(ds.queries)) / (t_gallery + t_query),
+            "gallery_seconds": round(t_gallery, 2),
+            "query_seconds": round(t_query, 2),
+        },
+        "skipped_gallery": bad,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    return metrics
