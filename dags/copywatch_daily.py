@@ -34,66 +34,66 @@ def copywatch_daily():
         return open_run_stage(load_settings(), ctx["data_interval_start"], ctx["data_interval_end"])
 
     @task
-    def list_targets(run_id: int) -> list[int]:
+    def list_targets(cw_run_id: int) -> list[int]:
         from pipeline.config import load_settings
         from pipeline.stages import enabled_targets
 
         return enabled_targets(load_settings())
 
     @task(max_active_tis_per_dag=2)
-    def crawl(target_id: int, run_id: int) -> dict:
+    def crawl(target_id: int, cw_run_id: int) -> dict:
         from crawler.run import crawl_target
         from pipeline.config import load_settings
         from pipeline.stages import record_crawl, run_day
 
         settings = load_settings()
-        counts = crawl_target(settings, target_id, run_id, run_day(settings, run_id))
-        return record_crawl(settings, run_id, target_id, counts)
+        counts = crawl_target(settings, target_id, cw_run_id, run_day(settings, cw_run_id))
+        return record_crawl(settings, cw_run_id, target_id, counts)
 
     @task
-    def embed(run_id: int, crawled: list[dict]) -> dict:
+    def embed(cw_run_id: int, crawled: list[dict]) -> dict:
         from pipeline.config import load_settings
         from pipeline.stages import embed_run_images
 
-        return embed_run_images(load_settings(), run_id)
+        return embed_run_images(load_settings(), cw_run_id)
 
     @task
-    def list_clients(run_id: int) -> list[str]:
+    def list_clients(cw_run_id: int) -> list[str]:
         from pipeline.config import load_settings
         from pipeline.stages import client_slugs
 
         return client_slugs(load_settings())
 
     @task
-    def match(client: str, run_id: int) -> str:
+    def match(client: str, cw_run_id: int) -> str:
         from pipeline.config import load_settings
         from pipeline.stages import match_run
 
-        match_run(load_settings(), run_id, client)
+        match_run(load_settings(), cw_run_id, client)
         return client
 
     @task
-    def report(client: str, run_id: int) -> str:
+    def report(client: str, cw_run_id: int) -> str:
         from pipeline.config import load_settings
         from reports.render import render_client_report
 
-        return str(render_client_report(load_settings(), run_id, client))
+        return str(render_client_report(load_settings(), cw_run_id, client))
 
     @task
-    def close_run(run_id: int, reports: list[str]) -> dict:
+    def close_run(cw_run_id: int, reports: list[str]) -> dict:
         from pipeline.config import load_settings
         from pipeline.stages import close_run as close_run_stage
 
-        return close_run_stage(load_settings(), run_id)
+        return close_run_stage(load_settings(), cw_run_id)
 
-    run_id = open_run()
-    crawled = crawl.partial(run_id=run_id).expand(target_id=list_targets(run_id))
-    embedded = embed(run_id, crawled)
-    clients = list_clients(run_id)
+    cw_run_id = open_run()
+    crawled = crawl.partial(cw_run_id=cw_run_id).expand(target_id=list_targets(cw_run_id))
+    embedded = embed(cw_run_id, crawled)
+    clients = list_clients(cw_run_id)
     embedded >> clients
-    matched = match.partial(run_id=run_id).expand(client=clients)
-    reports = report.partial(run_id=run_id).expand(client=matched)
-    close_run(run_id, reports)
+    matched = match.partial(cw_run_id=cw_run_id).expand(client=clients)
+    reports = report.partial(cw_run_id=cw_run_id).expand(client=matched)
+    close_run(cw_run_id, reports)
 
 
 copywatch_daily()

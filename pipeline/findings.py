@@ -40,7 +40,7 @@ def upsert_finding(s: Session, *, client_id: int, image_id: int, page_id: int, r
     f.gallery_box = list(v.gallery_box or ())
     f.overlap = v.overlap
     f.mirrored = v.mirrored
-    f.evidence = {"inliers": v.inliers, "matches": v.matches, "scale": round(v.scale, 4), "cosine": round(match.cosine, 4)}
+    f.evidence = {"inliers": v.inliers, "matches": v.matches, "scale": round(v.scale, 4), "cosine": round(match.cosine, 4), "colour_mismatch": round(v.colour_mismatch, 4), "correlation": round(v.correlation, 4)}
     s.flush()
     seen_row = s.scalar(
         select(FindingSighting).where(FindingSighting.finding_id == f.id, FindingSighting.page_id == page_id, FindingSighting.run_id == run_id)

@@ -17,6 +17,7 @@ from pipeline.repo import add_gallery_image, get_client
 from pipeline.store import ContentStore
 from pipeline.tilecache import embed_image
 from pipeline.tiling import GALLERY_TILING, TilingParams
+from pipeline.verify import shared_regions
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,40 @@ def client_index(s: Session, settings: Settings, client: Client, embedder: Embed
         owners.append(np.full(len(tv), g.id, dtype=np.int64))
         boxes.append(tv.boxes)
     dim = embedder.dim
+    load = lambda gid: images.decode(store.path(by_id[gid].sha256), max_pixels=settings.max_image_pixels)  # noqa: E731
+    by_id = {g.id: g for g in rows}
+    pages = [g.id for g in rows if g.height > params.whole_ratio * g.width]
+    page_vectors = {gid: v for gid, v in zip((g.id for g in rows), vecs) if gid in pages}
     idx = TileIndex(
         np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32),
         np.concatenate(owners) if owners else np.zeros(0, np.int64),
         np.concatenate(boxes) if boxes else np.zeros((0, 4), np.int32),
         fp,
+        template_regions(pages, page_vectors, load),
     )
     idx.save(path)
-    log.info("indexed %d tiles of %d gallery images for %s", len(idx), len(rows), client.slug)
+    log.info("indexed %d tiles of %d gallery images for %s (%d template regions)", len(idx), len(rows), client.slug, len(idx.templates))
     return idx
+
+
+def template_regions(pages: list[int], vectors: dict[int, np.ndarray], load, neighbours: int = 3, min_correlation: float = 0.85) -> np.ndarray:
+    """Regions a client's detail pages share with each other: their template.
+
+    Each page is compared with its ``neighbours`` most similar pages (by tile similarity), and
+    every region the two share pixel for pixel (sequential RANSAC, aligned correlation at least
+    ``min_correlation``) is recorded on both pages as rows (gallery id, x0, y0, x1, y1).
+    """
+    rows: list[tuple[int, ...]] = []
+    done: set[tuple[int, int]] = set()
+    for a in pages:
+        sims = sorted(((float((vectors[a] @ vectors[b].T).max()), b) for b in pages if b != a), reverse=True)
+        for _, b in sims[:neighbours]:
+            pair = (min(a, b), max(a, b))
+            if pair in done:
+                continue
+            done.add(pair)
+            for v in shared_regions(load(pair[0]), load(pair[1])):
+                if v.correlation >= min_correlation and v.colour_mismatch < 0.05:
+                    rows.append((pair[0], *v.query_box))
+                    rows.append((pair[1], *v.gallery_box))
+    return np.array(rows, np.int64).reshape(-1, 5)

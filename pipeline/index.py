@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +17,17 @@ class TileIndex:
     """Exact inner-product search over L2-normalised gallery tile vectors.
 
     ``owners[i]`` is the gallery image id of row ``i`` and ``boxes[i]`` its tile box in that
-    image. The gallery is small and indexed once, so exact search (``IndexFlatIP``) is both fast
-    enough and free of approximation error.
+    image. ``templates`` rows are (gallery image id, x0, y0, x1, y1): regions the client's own
+    pages share (brand headers, shipping notices), which must not make findings. The gallery is
+    small and indexed once, so exact search (``IndexFlatIP``) is both fast enough and free of
+    approximation error.
     """
 
     vectors: np.ndarray  # (n, d) float32
     owners: np.ndarray  # (n,) int64 gallery image ids
     boxes: np.ndarray  # (n, 4) int32
     fingerprint: str = ""
+    templates: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.int64))
 
     def __post_init__(self) -> None:
         import faiss
@@ -37,6 +40,10 @@ class TileIndex:
         self._index = faiss.IndexFlatIP(max(self.dim, 1))
         if len(self.vectors):
             self._index.add(np.ascontiguousarray(self.vectors, dtype=np.float32))
+
+    def template_boxes(self, gallery_id: int) -> list[tuple[int, int, int, int]]:
+        rows = self.templates[self.templates[:, 0] == gallery_id] if len(self.templates) else []
+        return [tuple(int(v) for v in r[1:]) for r in rows]
 
     def __len__(self) -> int:
         return len(self.owners)
@@ -57,13 +64,13 @@ class TileIndex:
         """Write ``path`` (.npz with vectors, owners, boxes) atomically."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, vectors=self.vectors, owners=self.owners, boxes=self.boxes, fingerprint=np.array(self.fingerprint))
+        np.savez(tmp, vectors=self.vectors, owners=self.owners, boxes=self.boxes, fingerprint=np.array(self.fingerprint), templates=self.templates)
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> "TileIndex":
         with np.load(path) as z:
-            return cls(z["vectors"], z["owners"], z["boxes"], str(z["fingerprint"]))
+            return cls(z["vectors"], z["owners"], z["boxes"], str(z["fingerprint"]), z["templates"])
 
 
 def fingerprint(parts: list[str]) -> str:

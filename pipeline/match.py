@@ -10,7 +10,7 @@ from PIL import Image
 
 from pipeline.index import TileIndex
 from pipeline.tilecache import TileVectors
-from pipeline.verify import Box, Verification, verify_pair
+from pipeline.verify import Box, Verification, covered_share, verify_pair
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ class MatchParams:
     max_candidates: int = 5
     #: RANSAC inliers needed for a verified copy.
     min_inliers: int = 12
+    #: A match whose protected region is at least this much client template is not a finding.
+    template_share: float = 0.6
 
 
 @dataclass
@@ -59,10 +61,25 @@ class Match:
 
 
 def verified_score(v: Verification, min_inliers: int) -> float:
-    """Map RANSAC inliers to (0, 1): 0 below ``min_inliers``, then 1 - exp(-inliers / 30)."""
-    if v.inliers < min_inliers:
+    """Map a verification to [0, 1), the same scale for every query and client.
+
+    0 when rejected or below ``min_inliers``; otherwise the geometric evidence
+    1 - exp(-inliers / 30), times how well the aligned pixels agree: a correlation factor
+    (0 at ``CORRELATION_FLOOR``, 1 from ``CORRELATION_FULL``) and a colour factor (1 for no
+    colour-mismatched pixels, 0 at ``COLOUR_MISMATCH_LIMIT``).
+    """
+    if not v.ok or v.inliers < min_inliers:
         return 0.0
-    return float(1.0 - np.exp(-v.inliers / 30.0))
+    geometry = 1.0 - np.exp(-v.inliers / 30.0)
+    corr = np.clip((v.correlation - CORRELATION_FLOOR) / (CORRELATION_FULL - CORRELATION_FLOOR), 0.0, 1.0)
+    colour = max(0.0, 1.0 - v.colour_mismatch / COLOUR_MISMATCH_LIMIT)
+    return float(geometry * corr * colour)
+
+
+#: Aligned-lightness correlation below which a pair is not a copy, and from which it fully is.
+CORRELATION_FLOOR, CORRELATION_FULL = 0.6, 0.85
+#: Share of colour-mismatched pixels at which a verified region scores 0 (another colour variant).
+COLOUR_MISMATCH_LIMIT = 0.15
 
 
 def candidates(query: TileVectors, index: TileIndex, params: MatchParams) -> list[Candidate]:
@@ -116,10 +133,33 @@ def rank_gallery(
         v = None
         if i < params.max_candidates:
             v = _verify(query_image, cand, load_gallery(cand.gallery_id))
-            log.debug("candidate gallery=%d cosine=%.3f mirrored=%s inliers=%d", cand.gallery_id, cand.score, cand.mirrored, v.inliers)
+            log.debug("candidate gallery=%d cosine=%.3f mirrored=%s inliers=%d corr=%.3f colour=%.3f", cand.gallery_id, cand.score, cand.mirrored, v.inliers, v.correlation, v.colour_mismatch)
         score = verified_score(v, params.min_inliers) if v else 0.0
+        if score > 0 and covered_share(v.gallery_box, index.template_boxes(cand.gallery_id)) >= params.template_share:
+            log.debug("gallery %d: matched region %s is the client's page template", cand.gallery_id, v.gallery_box)
+            score = 0.0
         ranked.append(Match(cand.gallery_id, score, cand.score, v))
-    return sorted(ranked, key=lambda m: (-m.score, -m.cosine))
+    return sorted(ranked, key=_rank_key)
+
+
+def _rank_key(m: Match) -> tuple:
+    v = m.verification
+    return (-m.score, -(v.inliers * max(v.correlation, 0.0) if v else 0.0), -m.cosine)
+
+
+def explain_away(matches: list[Match], contained: float = 0.85) -> list[Match]:
+    """Drop matches whose suspect region lies inside the region of a better match.
+
+    A page copied whole also contains the protected product photos and the client's template
+    that other gallery images share; the best explanation (the whole page) is kept.
+    """
+    kept: list[Match] = []
+    for m in sorted(matches, key=_rank_key):
+        box = m.verification.query_box if m.verification else None
+        if box and any(covered_share(box, [k.verification.query_box]) >= contained for k in kept):
+            continue
+        kept.append(m)
+    return kept
 
 
 def _verify(query_image: Image.Image, cand: Candidate, gallery_image: Image.Image) -> Verification:
@@ -138,4 +178,4 @@ def match_image(
 ) -> list[Match]:
     """Verified copies of gallery images in ``query_image``, best first."""
     ranked = rank_gallery(query_image, query, index, load_gallery, params, top=params.max_candidates)
-    return [m for m in ranked if m.verified]
+    return explain_away([m for m in ranked if m.verified])

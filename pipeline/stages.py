@@ -118,12 +118,13 @@ def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embed
     embedder = embedder or get_embedder(settings.embedder, weights_dir=settings.weights_dir)
     store = ContentStore(settings.store_dir)
     db = Database(settings.database_url)
-    counts = {"images": 0, "candidates_verified": 0, "findings": 0, "new_findings": 0}
+    counts = {"images": 0, "findings": 0, "new_findings": 0, "below_threshold": 0}
     try:
         with db.session() as s:
             run = s.get(Run, run_id)
             seen = run_date(run)
             client = get_client(s, client_slug)
+            threshold = client.threshold if client.threshold is not None else settings.threshold
             index = client_index(s, settings, client, embedder)
             gallery = {g.id: g for g in s.scalars(select(GalleryImage).where(GalleryImage.client_id == client.id))}
             gallery_cache: dict[int, object] = {}
@@ -151,6 +152,9 @@ def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embed
                 counts["images"] += 1
                 query_image = images.decode(store.path(img.sha256), max_pixels=settings.max_image_pixels)
                 for m in match_image(query_image, tv, index, load_gallery, params):
+                    if m.score < threshold:
+                        counts["below_threshold"] += 1
+                        continue
                     for page_id in sorted(set(page_ids)):
                         _, created = upsert_finding(s, client_id=client.id, image_id=image_id, page_id=page_id, run_id=run_id, seen=seen, match=m)
                         counts["new_findings"] += int(created)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 from datetime import date, datetime, time, timedelta
@@ -353,6 +354,8 @@ def cmd_demo(args) -> int:
 
     settings = load_settings()
     day = args.date or seoul_today()
+    # The demo mall runs on this machine: the polite delays meant for real shops only slow it down.
+    os.environ.setdefault("COPYWATCH_SCRAPY_SETTINGS", json.dumps({"DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False}))
     manifest = build_demo(settings.home / "demo")
     with DemoMall(settings.home / "demo") as mall:
         log.info("demo mall serving %s", ", ".join(f"{k} at {v}" for k, v in mall.base_urls.items()))

@@ -1,0 +1,1 @@
+"""Platform adapters: pure parsing functions over Scrapy responses, one module per platform."""

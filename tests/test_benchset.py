@@ -1,0 +1,108 @@
+"""Tests for pipeline.benchset: `bench build --size small` layout, truth paths, ground truth and determinism."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline import benchset
+from pipeline.cli import build_parser
+
+PHOTOS = Path(__file__).resolve().parents[1] / "crawler" / "demo" / "photos"
+
+
+def read_truth(dataset: Path) -> list[tuple[str, str]]:
+    with (dataset / "truth.csv").open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        assert next(reader) == ["query", "gallery"]
+        return [(row[0], row[1]) for row in reader]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "bench.json"}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    args = build_parser().parse_args(["bench", "build", str(out), "--photos", str(PHOTOS), "--size", "small",
+                                      "--seed", "3", "--workers", "2"])
+    assert args.func(args) == 0
+    return out
+
+
+def test_sets_have_the_eval_layout(bench: Path) -> None:
+    for name in ("type1", "type2", "combined"):
+        dataset = bench / name
+        gallery = [p for p in (dataset / "gallery").rglob("*") if p.is_file()]
+        queries = list((dataset / "queries").glob("*"))
+        truth = read_truth(dataset)
+        assert gallery and queries and truth
+        assert len(truth) < len(queries)  # some queries are non-copies
+        assert len({q for q, _ in truth}) == len(truth)  # one protected image per copy
+        for query, protected in truth:
+            assert (dataset / query).is_file() and (dataset / protected).is_file()
+            assert query.startswith("queries/") and protected.startswith("gallery/")
+
+
+def test_type1_noncopies_include_colour_variants_of_gallery_styles(bench: Path) -> None:
+    meta = json.loads((bench / "type1" / "meta.json").read_text(encoding="utf-8"))
+    gallery_styles = {benchset.style_key(Path(p).stem) for p in (bench / "type1" / "gallery").rglob("*.jpg")}
+    noncopies = [m for m in meta if m["kind"] == "noncopy"]
+    assert noncopies and all(m["gallery"] is None for m in noncopies)
+    assert any(benchset.style_key(Path(m["source"]).stem) in gallery_styles for m in noncopies)
+    gallery_names = {p.relative_to(bench / "type1" / "gallery").as_posix() for p in (bench / "type1" / "gallery").rglob("*.jpg")}
+    assert not {m["source"] for m in noncopies} & gallery_names
+
+
+def test_type2_pages_and_parts(bench: Path) -> None:
+    dataset = bench / "type2"
+    for page in (dataset / "gallery").rglob("*.jpg"):
+        with Image.open(page) as image:
+            assert image.width == benchset.PAGE_WIDTH and image.height >= 3000
+    meta = json.loads((dataset / "meta.json").read_text(encoding="utf-8"))
+    assert {m["kind"] for m in meta} == {"copy", "noncopy"}
+    assert {m["anchor"] for m in meta if m["kind"] == "noncopy"} & {"top", "bottom"}
+    for row in meta:
+        with Image.open(dataset / row["query"]) as part:
+            left, top, right, bottom = row["box"]
+            assert 0 <= left < right <= part.width and 0 <= top < bottom <= part.height
+            assert 0.6 * 640 - 1 <= part.width <= 1000
+        if row["kind"] == "copy":
+            gl, gt, gr, gb = row["gallery_box"]
+            assert 0 <= gl < gr <= benchset.PAGE_WIDTH and 0 <= gt < gb <= row["page_height"]
+
+
+def test_combined_holds_both_galleries(bench: Path) -> None:
+    combined = read_truth(bench / "combined")
+    assert len(combined) == len(read_truth(bench / "type1")) + len(read_truth(bench / "type2"))
+    assert {Path(g).parts[1] for _, g in combined} == {"t1", "t2"}
+
+
+def test_build_is_deterministic(bench: Path, tmp_path: Path) -> None:
+    benchset.build_bench(tmp_path, [PHOTOS], seed=3, size="small", workers=1)
+    assert digest(tmp_path) == digest(bench)
+
+
+def test_other_seed_gives_other_queries(bench: Path, tmp_path: Path) -> None:
+    benchset.build_bench(tmp_path, [PHOTOS], seed=4, size="small", workers=2)
+    assert digest(tmp_path / "type1" / "queries") != digest(bench / "type1" / "queries")
+
+
+def test_style_key() -> None:
+    assert benchset.style_key("mh01-gray_main") == "mh01"
+    assert benchset.style_key("2-slice-toaster-black") == "slice-toaster"
+
+
+def test_too_few_photos_is_an_error(tmp_path: Path) -> None:
+    folder = tmp_path / "few"
+    folder.mkdir()
+    Image.new("RGB", (50, 50), (200, 10, 10)).save(folder / "a.jpg")
+    with pytest.raises(ValueError, match="too few"):
+        benchset.build_bench(tmp_path / "out", [folder], size="small", workers=1)
