@@ -264,7 +264,7 @@ def migrate(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")
     engine.dispose()
 
 
