@@ -39,5 +39,9 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Airflow's UI and scheduler on 127.0.0.1:8080 (airflow standalone); Ctrl-C stops it.
+airflow: setup
+	$(BIN)/python -m pipeline.airflow_standalone
+
 clean:
 	rm -rf data/airflow data/reports .pytest_cache

@@ -27,6 +27,11 @@ class FileResult:
     size: int = 0
     mime: str | None = None
     reason: str | None = None
+    #: The server's validators for the URL (kept for the next crawl's conditional request).
+    etag: str | None = None
+    last_modified: str | None = None
+    #: True when the server answered 304: the stored bytes (``sha256``) are still current.
+    unchanged: bool = False
 
 
 @dataclass
@@ -65,6 +70,17 @@ class PageFailureItem:
 
     url: str
     reason: str
+    shop: str
+    target_id: int | None
+    run_id: int | None
+    seen: date
+
+
+@dataclass
+class PageUnchangedItem:
+    """A product page the server answered 304 Not Modified: its stored images are linked to this run again."""
+
+    url: str
     shop: str
     target_id: int | None
     run_id: int | None

@@ -19,10 +19,11 @@ from scrapy.utils.response import response_status_message
 from sqlalchemy import select
 from twisted.python.failure import Failure
 
-from crawler.items import FileResult, PageFailureItem, ProductPageItem
-from pipeline.db import Database, Image
+from crawler.items import FileResult, PageFailureItem, PageUnchangedItem, ProductPageItem
+from crawler.middlewares import META_CONDITIONAL, META_IMAGE
+from pipeline.db import Database, Image, ImageFetch, Page, PageImage
 from pipeline.images import BadImage, decode
-from pipeline.repo import link_page_image, record_skip, upsert_image, upsert_page
+from pipeline.repo import link_page_image, record_skip, upsert_image, upsert_page, utcnow
 from pipeline.store import ContentStore
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class OriginalFilesPipeline(FilesPipeline):
     def get_media_requests(self, item: Any, info: MediaPipeline.SpiderInfo) -> list[Request]:
         if not isinstance(item, ProductPageItem):
             return []
-        return [Request(url, callback=NO_CALLBACK) for url in item.file_urls]
+        return [Request(url, callback=NO_CALLBACK, meta={META_IMAGE: True}) for url in item.file_urls]
 
     def media_to_download(self, request: Request, info: MediaPipeline.SpiderInfo, *, item: Any = None) -> None:
         """Always download: the same URL may serve new bytes; the store deduplicates by content."""
@@ -72,7 +73,13 @@ class OriginalFilesPipeline(FilesPipeline):
     async def media_downloaded(
         self, response: Response, request: Request, info: MediaPipeline.SpiderInfo, *, item: Any = None
     ) -> dict[str, Any]:
-        """Store a 200 response's bytes; an error status or empty body is a failed result with its reason."""
+        """Store a 200 response's bytes; a 304 to a conditional request is the stored file, unchanged;
+        an error status or empty body is a failed result with its reason."""
+        validators = {"etag": _header(response, b"ETag"), "last_modified": _header(response, b"Last-Modified")}
+        stored = request.meta.get(META_CONDITIONAL)
+        if response.status == 304 and stored:
+            self.crawler.stats.inc_value("copywatch/images_unchanged")
+            return {"url": request.url, "path": "", "checksum": stored, "status": "unchanged", "size": 0, "mime": None, **validators}
         reason = _unusable_response(response)
         if reason is not None:
             log.warning("image %s not stored: %s", request.url, reason)
@@ -81,6 +88,7 @@ class OriginalFilesPipeline(FilesPipeline):
         result["size"] = len(response.body)
         content_type = response.headers.get(b"Content-Type")
         result["mime"] = content_type.decode("latin-1").split(";")[0].strip()[:64] if content_type else None
+        result.update(validators)
         return result
 
     def file_downloaded(self, response: Response, request: Request, info: MediaPipeline.SpiderInfo, *, item: Any = None) -> str:
@@ -119,11 +127,19 @@ def _unusable_response(response: Response) -> str | None:
     return None
 
 
+def _header(response: Response, name: bytes) -> str | None:
+    value = response.headers.get(name)
+    return value.decode("latin-1")[:200] if value else None
+
+
 def _file_result(url: str, ok: bool, value: Any) -> FileResult:
     if ok and value.get("status") == "failed":
         return FileResult(url=url, ok=False, reason=value["reason"])
     if ok:
-        return FileResult(url=url, ok=True, sha256=value["checksum"], size=value.get("size", 0), mime=value.get("mime"))
+        return FileResult(
+            url=url, ok=True, sha256=value["checksum"], size=value.get("size", 0), mime=value.get("mime"),
+            etag=value.get("etag"), last_modified=value.get("last_modified"), unchanged=value.get("status") == "unchanged",
+        )
     reason = str(value.value) if isinstance(value, Failure) else str(value)
     return FileResult(url=url, ok=False, reason=reason or "download failed")
 
@@ -186,6 +202,8 @@ class StorePipeline:
         """Write one item (runs on the store thread)."""
         if isinstance(item, PageFailureItem):
             self._write_failure(item)
+        elif isinstance(item, PageUnchangedItem):
+            self._write_unchanged(item)
         elif isinstance(item, ProductPageItem):
             self._write_page(item)
         else:
@@ -195,6 +213,24 @@ class StorePipeline:
         with self.db.session() as s:
             record_skip(s, item.run_id, STAGE_PAGE, item.url, item.reason)
         self.stats.inc_value("copywatch/page_failures")
+
+    def _write_unchanged(self, item: PageUnchangedItem) -> None:
+        """A 304 page: seen again in this run, with the images it had (nothing downloaded or decoded)."""
+        with self.db.session() as s:
+            page = s.scalar(select(Page).where(Page.url == item.url))
+            if page is None:
+                record_skip(s, item.run_id, STAGE_PAGE, item.url, "304 Not Modified for a page that is not stored")
+                self.stats.inc_value("copywatch/page_failures")
+                return
+            page.first_seen, page.last_seen = min(page.first_seen, item.seen), max(page.last_seen, item.seen)
+            page.last_run_id = item.run_id
+            links = list(s.scalars(select(PageImage).where(PageImage.page_id == page.id)))
+            for link in links:
+                link.last_run_id = item.run_id
+        self.stats.inc_value("copywatch/pages")
+        self.stats.inc_value("copywatch/pages_unchanged")
+        self.stats.inc_value("copywatch/images", len(links))
+        self.stats.inc_value("copywatch/images_relinked", len(links))
 
     def _write_page(self, item: ProductPageItem) -> None:
         results = {f.url: f for f in item.files}
@@ -228,6 +264,9 @@ class StorePipeline:
                 if fact.status != "ok":
                     record_skip(s, item.run_id, STAGE_DECODE, ref.url, f"{fact.reason} (sha256 {result.sha256})")
                 link_page_image(s, page.id, image.id, ref.role, ref.position, ref.url, item.run_id)
+            for result in results.values():
+                if result.ok and not result.unchanged and (result.etag or result.last_modified):
+                    _upsert_fetch(s, result)
         self._count(item, results, facts)
 
     def _count(self, item: ProductPageItem, results: dict[str, FileResult], facts: dict[str, ImageFacts]) -> None:
@@ -255,3 +294,12 @@ class StorePipeline:
             log.warning("image %s is unusable: %s", sha256, e.reason)
             return ImageFacts(len(data), None, None, "bad", e.reason)
         return ImageFacts(len(data), im.width, im.height, "ok", None)
+
+
+def _upsert_fetch(s: Any, result: FileResult) -> None:
+    """Keep an image URL's validators and the SHA-256 of its bytes for the next conditional request."""
+    row = s.scalar(select(ImageFetch).where(ImageFetch.url == result.url))
+    if row is None:
+        row = ImageFetch(url=result.url, sha256=result.sha256, fetched_at=utcnow())
+        s.add(row)
+    row.etag, row.last_modified, row.sha256, row.fetched_at = result.etag, result.last_modified, result.sha256, utcnow()

@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from crawler.platforms import refused_reason
 from pipeline.config import Settings
 from pipeline.db import CrawlTarget, Database
 
@@ -27,6 +28,10 @@ INTERRUPTED = frozenset({"shutdown", "cancelled"})
 #: Keys of the dict returned by :func:`crawl_target` / :func:`crawl_url`, from Scrapy's stats.
 _COUNTS = {
     "pages": "copywatch/pages",
+    "pages_unchanged": "copywatch/pages_unchanged",
+    "images_unchanged": "copywatch/images_unchanged",
+    "images_relinked": "copywatch/images_relinked",
+    "not_modified": "copywatch/not_modified",
     "images": "copywatch/images",
     "images_bad": "copywatch/images_bad",
     "files_new": "copywatch/files_new",
@@ -50,12 +55,11 @@ def crawl_target(
 ) -> dict[str, Any]:
     """Crawl one ``crawl_targets`` row for a run; return the crawl's counts (see :func:`summarize`)."""
     target = _load_target(settings, target_id)
-    if target["platform"] != "cafe24":
-        raise ValueError(f"target {target_id} is on platform {target['platform']!r}: only cafe24 is supported")
     args = {
         "target_id": target_id,
         "start_url": target["start_url"],
         "shop": target["name"],
+        "platform": target["platform"],
         "max_pages": target["max_pages"],
         "max_depth": target["max_depth"],
         "run_id": run_id,
@@ -73,10 +77,11 @@ def crawl_url(
     shop: str | None = None,
     max_pages: int = 500,
     max_depth: int = 4,
+    platform: str | None = None,
     extra_scrapy_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Crawl a shop from a URL without a ``crawl_targets`` row (tests, one-off checks)."""
-    args = {"start_url": start_url, "shop": shop, "max_pages": max_pages, "max_depth": max_depth, "run_id": run_id}
+    """Crawl a shop from a URL without a ``crawl_targets`` row (tests, one-off checks); the platform is detected if not given."""
+    args = {"start_url": start_url, "shop": shop, "max_pages": max_pages, "max_depth": max_depth, "run_id": run_id, "platform": platform}
     if seen is not None:
         args["seen"] = seen.isoformat()
     key = f"{run_id if run_id is not None else 'none'}-url-{hashlib.sha256(start_url.encode()).hexdigest()[:12]}"
@@ -102,7 +107,10 @@ def _crawl(settings: Settings, spider_args: dict[str, Any], key: str, extra: dic
     log_path.parent.mkdir(parents=True, exist_ok=True)
     stats_path.unlink(missing_ok=True)
     scrapy_settings = {**(extra or {}), "COPYWATCH_STATS_FILE": str(stats_path)}
-    cmd = [sys.executable, "-m", "scrapy", "crawl", "cafe24", *_args(spider_args), *_settings_args(scrapy_settings)]
+    why = refused_reason(str(spider_args.get("start_url")))
+    if why:
+        raise ValueError(f"refusing to crawl {spider_args.get('start_url')}: {why}")
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "shop", *_args(spider_args), *_settings_args(scrapy_settings)]
     log.info("crawl %s: starting %s", key, spider_args.get("start_url"))
     started = time.monotonic()
     with open(log_path, "wb") as log_file:

@@ -5,6 +5,8 @@ import json
 import os
 from pathlib import Path
 
+from crawler.browser import LAUNCH_OPTIONS as _LAUNCH_OPTIONS
+from crawler.browser import abort_request as _abort_request
 from pipeline.config import load_settings
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +49,23 @@ COPYWATCH_MAX_IMAGE_PIXELS = _COPYWATCH.max_image_pixels
 COPYWATCH_DATABASE_URL = _COPYWATCH.database_url
 #: Where the spider writes its final stats as JSON (set per crawl by ``crawler.run``).
 COPYWATCH_STATS_FILE = ""
+
+# Chromium (Debian's), only for requests with meta["playwright"]: the spider installs these download
+# handlers for platforms that render with JavaScript (Smartstore); other crawls never start a browser.
+COPYWATCH_BROWSER_DOWNLOAD_HANDLERS = {
+    "http": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+    "https": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+}
+PLAYWRIGHT_BROWSER_TYPE = "chromium"
+PLAYWRIGHT_LAUNCH_OPTIONS = _LAUNCH_OPTIONS
+PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT = 30_000
+PLAYWRIGHT_MAX_PAGES_PER_CONTEXT = 2
+#: The browser renders; it does not download images (the files pipeline does, conditionally).
+PLAYWRIGHT_ABORT_REQUEST = _abort_request
+
+#: Conditional requests (If-None-Match / If-Modified-Since) for pages and images already stored.
+COPYWATCH_CONDITIONAL_REQUESTS = True
+DOWNLOADER_MIDDLEWARES = {"crawler.middlewares.ConditionalRequestsMiddleware": 590}
 
 ITEM_PIPELINES = {
     "crawler.pipelines.OriginalFilesPipeline": 100,

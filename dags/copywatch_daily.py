@@ -1,8 +1,11 @@
-"""copywatch_daily: crawl the targets, embed new tiles, match each client's gallery, report.
+"""copywatch_daily: crawl the targets, embed new tiles in batches, match and report per client, notify.
 
 Wiring only: every task body imports one stage function and calls it; heavy modules (torch,
 faiss, SQLAlchemy models, Scrapy) are imported inside the tasks, never at DAG-parse time.
-Everything is keyed by the run's data interval, so a retried or re-run task leaves the same rows.
+Everything is keyed by the run's data interval, so a retried or re-run task leaves the same rows,
+and `airflow backfill create --dag-id copywatch_daily --from-date D1 --to-date D2` re-runs past days.
+Embedding tasks run in the Airflow pool `copywatch_embed` (created by `make airflow` and
+`copywatch demo`; `airflow pools set copywatch_embed 1 ...` by hand).
 """
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
+
+from pipeline.airflow_env import EMBED_POOL
 
 DEFAULT_ARGS = {"owner": "copywatch", "retries": 2, "retry_delay": timedelta(minutes=5)}
 
@@ -51,11 +56,18 @@ def copywatch_daily():
         return record_crawl(settings, cw_run_id, target_id, counts)
 
     @task
-    def embed(cw_run_id: int, crawled: list[dict]) -> dict:
+    def plan_embed(cw_run_id: int, crawled: list[dict]) -> list[list[int]]:
+        from pipeline.config import load_settings
+        from pipeline.stages import embed_batches
+
+        return embed_batches(load_settings(), cw_run_id)
+
+    @task(pool=EMBED_POOL)
+    def embed(batch: list[int], cw_run_id: int) -> dict:
         from pipeline.config import load_settings
         from pipeline.stages import embed_run_images
 
-        return embed_run_images(load_settings(), cw_run_id)
+        return embed_run_images(load_settings(), cw_run_id, id_range=(batch[0], batch[1]))
 
     @task
     def list_clients(cw_run_id: int) -> list[str]:
@@ -75,9 +87,13 @@ def copywatch_daily():
     @task
     def report(client: str, cw_run_id: int) -> str:
         from pipeline.config import load_settings
+        from pipeline.stages import record_report
         from reports.render import render_client_report
 
-        return str(render_client_report(load_settings(), cw_run_id, client))
+        settings = load_settings()
+        path = render_client_report(settings, cw_run_id, client)
+        record_report(settings, cw_run_id, client)
+        return str(path)
 
     @task
     def close_run(cw_run_id: int, reports: list[str]) -> dict:
@@ -86,14 +102,23 @@ def copywatch_daily():
 
         return close_run_stage(load_settings(), cw_run_id)
 
+    @task(retries=3, retry_delay=timedelta(minutes=2))
+    def notify(client: str, cw_run_id: int) -> dict:
+        from pipeline.config import load_settings
+        from reports.notify import notify_client, smtp_from_airflow, smtp_from_env
+
+        smtp = smtp_from_env() or smtp_from_airflow()
+        return notify_client(load_settings(), cw_run_id, client, smtp=smtp, attempt=get_current_context()["ti"].try_number)
+
     cw_run_id = open_run()
     crawled = crawl.partial(cw_run_id=cw_run_id).expand(target_id=list_targets(cw_run_id))
-    embedded = embed(cw_run_id, crawled)
+    embedded = embed.partial(cw_run_id=cw_run_id).expand(batch=plan_embed(cw_run_id, crawled))
     clients = list_clients(cw_run_id)
     embedded >> clients
     matched = match.partial(cw_run_id=cw_run_id).expand(client=clients)
     reports = report.partial(cw_run_id=cw_run_id).expand(client=matched)
-    close_run(cw_run_id, reports)
+    closed = close_run(cw_run_id, reports)
+    closed >> notify.partial(cw_run_id=cw_run_id).expand(client=clients)
 
 
 copywatch_daily()

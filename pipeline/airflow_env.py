@@ -8,6 +8,13 @@ from pipeline.config import Settings
 
 #: The checkout this package runs from (an editable install keeps it in place).
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The Airflow Asset a client's gallery change emits (the client's slug is in the event's extra);
+#: the copywatch_gallery DAG is scheduled on it.
+GALLERY_ASSET_NAME = "copywatch_gallery"
+GALLERY_ASSET_URI = "copywatch://gallery/"
+#: The Airflow pool that limits concurrent embedding tasks, and its default size.
+EMBED_POOL = "copywatch_embed"
+EMBED_POOL_SLOTS = 1
 
 
 def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:

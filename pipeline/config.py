@@ -27,6 +27,8 @@ class Settings:
     user_agent: str = "copywatch/0.1 (+https://example.invalid/copywatch-bot)"
     #: Largest decoded image we accept, in pixels (a decompression-bomb guard).
     max_image_pixels: int = 80_000_000
+    #: Days of stored crawls the gallery DAG re-matches after a gallery change.
+    rematch_days: int = 7
     extra: dict = field(default_factory=dict)
 
     @property
@@ -63,4 +65,5 @@ def load_settings(home: str | Path | None = None) -> Settings:
         threshold=float(_env("THRESHOLD", "0.4")),
         user_agent=_env("USER_AGENT", f"copywatch/0.1 (+{contact})"),
         max_image_pixels=int(_env("MAX_IMAGE_PIXELS", "80000000")),
+        rematch_days=int(_env("REMATCH_DAYS", "7")),
     )

@@ -235,6 +235,85 @@ class Report(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class ReviewDecision(Base):
+    """One review decision on a finding (append-only audit trail: who, what, when, why)."""
+
+    __tablename__ = "review_decisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    finding_id: Mapped[int] = mapped_column(ForeignKey("findings.id"), index=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    #: "confirmed", "dismissed" or "authorised".
+    decision: Mapped[str] = mapped_column(String(16))
+    previous_status: Mapped[str] = mapped_column(String(16))
+    #: The analyst's name, or "allowlist" for an automatic authorisation.
+    analyst: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decided_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AllowlistEntry(Base):
+    """A seller a client authorised: by shop domain or by business registration number."""
+
+    __tablename__ = "allowlist_entries"
+    __table_args__ = (UniqueConstraint("client_id", "kind", "value"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    #: "domain" or "business_number" (digits only).
+    kind: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(255))
+    added_by: Mapped[str] = mapped_column(String(100))
+    added_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Analyst(Base):
+    """An analyst account of the review app (scrypt password hash with its own salt)."""
+
+    __tablename__ = "analysts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(128))
+    #: scrypt cost parameters, e.g. "scrypt:16384:8:1".
+    kdf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AnalystClient(Base):
+    """A client an analyst may see and review (tenant access list)."""
+
+    __tablename__ = "analyst_clients"
+    __table_args__ = (UniqueConstraint("analyst_id", "client_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    analyst_id: Mapped[int] = mapped_column(ForeignKey("analysts.id"), index=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+
+
+class ImageFetch(Base):
+    """HTTP validators of an image URL and the SHA-256 its bytes had: an unchanged image is not fetched again."""
+
+    __tablename__ = "image_fetches"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text, unique=True)
+    etag: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_modified: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    fetched_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Screenshot(Base):
+    """A full-page screenshot of a product page (evidence), stored content-addressed, with its capture time."""
+
+    __tablename__ = "screenshots"
+    __table_args__ = (UniqueConstraint("page_id", "sha256"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    captured_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
@@ -264,7 +343,7 @@ def migrate(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "heads")
+        command.upgrade(cfg, "head")
     engine.dispose()
 
 

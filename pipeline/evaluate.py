@@ -16,10 +16,11 @@ from pipeline import images
 from pipeline.embed import Embedder
 from pipeline.gallery import iter_image_files
 from pipeline.index import TileIndex
-from pipeline.match import MatchParams, rank_gallery
+from pipeline.local import LocalFeatures, VoteIndex, extract
+from pipeline.match import MatchParams, Query, rank_gallery
 from pipeline.metrics import Scored, at_threshold, micro_ap, rank_k, recall_at_precision
-from pipeline.tilecache import TileVectors
-from pipeline.tiling import GALLERY_TILING, QUERY_TILING, TilingParams, tile_image
+from pipeline.tilecache import embed_tiles
+from pipeline.tiling import GALLERY_TILING, QUERY_TILING
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +52,21 @@ class Dataset:
         return cls(root, gallery, queries, truth)
 
 
-def _tiles(im: Image.Image, params: TilingParams, embedder: Embedder, key: str) -> TileVectors:
-    cuts = tile_image(im, params)
-    vecs = embedder.embed([c.image for c in cuts]) if cuts else np.zeros((0, embedder.dim), np.float32)
-    return TileVectors(key, vecs, np.array([c.box for c in cuts], np.int32).reshape(-1, 4), np.array([c.mirrored for c in cuts], bool))
-
-
-class _GalleryImages:
-    """Decoded gallery images for verification, a bounded LRU so big galleries fit in memory."""
+class _Gallery:
+    """The dataset's gallery as matching sees it: decoded images in a bounded LRU (so big
+    galleries fit in memory) and local features computed once per image."""
 
     def __init__(self, root: Path, names: list[str], size: int = 48) -> None:
         self.root, self.names, self.size = root, names, size
         self._cache: OrderedDict[int, Image.Image] = OrderedDict()
+        self._features: dict[int, LocalFeatures] = {}
 
-    def __call__(self, gid: int) -> Image.Image:
+    def features(self, gid: int) -> LocalFeatures:
+        if gid not in self._features:
+            self._features[gid] = extract(self.image(gid))
+        return self._features[gid]
+
+    def image(self, gid: int) -> Image.Image:
         if gid in self._cache:
             self._cache.move_to_end(gid)
             return self._cache[gid]
@@ -82,10 +84,12 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
     log.info("dataset %s: %d gallery images, %d queries (%d copies)", root, len(ds.gallery), len(ds.queries), sum(1 for v in ds.truth.values() if v))
 
     t0 = time.perf_counter()
+    gallery = _Gallery(ds.root, ds.gallery)
     vecs, owners, boxes, bad = [], [], [], []
     for gid, name in enumerate(ds.gallery):
         try:
-            tv = _tiles(images.decode(ds.root / name), GALLERY_TILING, embedder, name)
+            tv = embed_tiles(gallery.image(gid), GALLERY_TILING, embedder)
+            gallery.features(gid)
         except images.BadImage as e:
             log.warning("gallery image skipped: %s: %s", name, e.reason)
             bad.append(name)
@@ -96,9 +100,9 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
         if (gid + 1) % 50 == 0 or gid + 1 == len(ds.gallery):
             log.info("gallery: %d/%d images embedded", gid + 1, len(ds.gallery))
     index = TileIndex(np.concatenate(vecs), np.concatenate(owners), np.concatenate(boxes))
+    votes = VoteIndex.build({gid: gallery.features(gid) for gid in range(len(ds.gallery)) if ds.gallery[gid] not in bad})
     t_gallery = time.perf_counter() - t0
 
-    load_gallery = _GalleryImages(ds.root, ds.gallery)
     rankings: dict[str, list[str]] = {}
     rows: list[Scored] = []
     t1 = time.perf_counter()
@@ -112,7 +116,7 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
                 log.warning("query skipped: %s: %s", q, e.reason)
                 rankings[q] = []
                 continue
-            ranked = rank_gallery(qim, _tiles(qim, QUERY_TILING, embedder, q), index, load_gallery, params, top=10)
+            ranked = rank_gallery(Query(qim, embed_tiles(qim, QUERY_TILING, embedder)), index, gallery, votes, params, top=10)
             rankings[q] = [ds.gallery[m.gallery_id] for m in ranked]
             for r, m in enumerate(ranked, 1):
                 w.writerow([q, r, ds.gallery[m.gallery_id], f"{m.score:.6f}"])

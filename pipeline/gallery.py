@@ -62,6 +62,62 @@ def index_path(settings: Settings, client: Client, embedder: Embedder, params: T
     return settings.index_dir / client.slug / f"{safe_model}--{params.key}.npz"
 
 
+class ClientGallery:
+    """A client's gallery as matching sees it: tile index, local-feature votes, images, features."""
+
+    def __init__(self, settings: Settings, client_slug: str, rows: list[GalleryImage], index: TileIndex, cache_size: int = 64) -> None:
+        from collections import OrderedDict
+
+        from pipeline.local import VoteIndex, cached_extract
+
+        self.settings, self.index, self.client_slug = settings, index, client_slug
+        self.rows = {g.id: g for g in rows}
+        self._store = ContentStore(settings.store_dir)
+        self._images: OrderedDict[int, object] = OrderedDict()
+        self._cache_size = cache_size
+        self._features = {g.id: cached_extract(settings.home, g.sha256, lambda g=g: self.image(g.id)) for g in rows}
+        self.votes = VoteIndex.build(self._features)
+
+    def image(self, gallery_id: int):
+        if gallery_id in self._images:
+            self._images.move_to_end(gallery_id)
+            return self._images[gallery_id]
+        im = images.decode(self._store.path(self.rows[gallery_id].sha256), max_pixels=self.settings.max_image_pixels)
+        self._images[gallery_id] = im
+        if len(self._images) > self._cache_size:
+            self._images.popitem(last=False)
+        return im
+
+    def features(self, gallery_id: int):
+        return self._features[gallery_id]
+
+    def remember_boilerplate(self, found: dict[int, list]) -> dict[int, list]:
+        """Add newly found boilerplate regions to those of earlier runs (kept per protected image,
+        by content hash, beside the client's index) and return them all by gallery id."""
+        import json
+
+        path = self.settings.index_dir / self.client_slug / "boilerplate.json"
+        known: dict[str, list] = json.loads(path.read_text()) if path.exists() else {}
+        for gid, boxes in found.items():
+            sha = self.rows[gid].sha256
+            known[sha] = sorted({tuple(b) for b in known.get(sha, [])} | {tuple(b) for b in boxes})
+        if found:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(known, indent=1))
+            tmp.replace(path)
+            log.info("%s: boilerplate regions on %d protected pages", self.client_slug, len(found))
+        by_sha = {g.sha256: gid for gid, g in self.rows.items()}
+        return {by_sha[sha]: [tuple(b) for b in boxes] for sha, boxes in known.items() if sha in by_sha}
+
+
+def client_gallery(s: Session, settings: Settings, client: Client, embedder: Embedder) -> ClientGallery:
+    """Everything needed to match against one client's gallery, built or loaded from caches."""
+    index = client_index(s, settings, client, embedder)
+    rows = s.scalars(select(GalleryImage).where(GalleryImage.client_id == client.id).order_by(GalleryImage.id)).all()
+    return ClientGallery(settings, client.slug, list(rows), index)
+
+
 def client_index(s: Session, settings: Settings, client: Client, embedder: Embedder, params: TilingParams = GALLERY_TILING) -> TileIndex:
     """The client's gallery tile index, rebuilt only when the gallery, tiling or model changed."""
     rows = s.scalars(select(GalleryImage).where(GalleryImage.client_id == client.id).order_by(GalleryImage.id)).all()
@@ -108,12 +164,11 @@ def template_regions(pages: list[int], vectors: dict[int, np.ndarray], load, nei
     for a in pages:
         sims = sorted(((float((vectors[a] @ vectors[b].T).max()), b) for b in pages if b != a), reverse=True)
         for _, b in sims[:neighbours]:
-            pair = (min(a, b), max(a, b))
-            if pair in done:
+            if (a, b) in done:
                 continue
-            done.add(pair)
-            for v in shared_regions(load(pair[0]), load(pair[1])):
+            done.add((a, b))
+            for v in shared_regions(load(a), load(b)):
                 if v.correlation >= min_correlation and v.colour_mismatch < 0.05:
-                    rows.append((pair[0], *v.query_box))
-                    rows.append((pair[1], *v.gallery_box))
+                    rows.append((a, *v.query_box))
+                    rows.append((b, *v.gallery_box))
     return np.array(rows, np.int64).reshape(-1, 5)

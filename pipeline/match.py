@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from pipeline.index import TileIndex
+from pipeline.local import LocalFeatures, VoteIndex, extract
 from pipeline.tilecache import TileVectors
-from pipeline.verify import Box, Verification, covered_share, verify_pair
+from pipeline.verify import Box, Verification, covered_share, verify_features
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,18 @@ class MatchParams:
     k: int = 8
     #: Lowest tile cosine that makes a gallery image a candidate.
     candidate_score: float = 0.55
-    #: At most this many candidate gallery images are verified per suspect image.
-    max_candidates: int = 5
+    #: At most this many candidate gallery images (by local-feature votes, then by tile
+    #: similarity) are verified per suspect image, plus ``extra_tile_candidates`` by tiles only.
+    max_candidates: int = 6
+    extra_tile_candidates: int = 2
+    #: Local-feature votes a gallery image needs to be a candidate.
+    min_votes: int = 4
     #: RANSAC inliers needed for a verified copy.
     min_inliers: int = 12
     #: A match whose protected region is at least this much client template is not a finding.
     template_share: float = 0.6
+    #: A protected page region matched by this many distinct suspect images is boilerplate.
+    boilerplate_images: int = 3
 
 
 @dataclass
@@ -65,21 +72,33 @@ def verified_score(v: Verification, min_inliers: int) -> float:
 
     0 when rejected or below ``min_inliers``; otherwise the geometric evidence
     1 - exp(-inliers / 30), times how well the aligned pixels agree: a correlation factor
-    (0 at ``CORRELATION_FLOOR``, 1 from ``CORRELATION_FULL``) and a colour factor (1 for no
-    colour-mismatched pixels, 0 at ``COLOUR_MISMATCH_LIMIT``).
+    (0 at ``CORRELATION_FLOOR``, 1 from ``CORRELATION_FULL``) and a colour factor (1 up to
+    ``COLOUR_MISMATCH_FREE`` colour-mismatched pixels, 0 from ``COLOUR_MISMATCH_LIMIT``) and,
+    for protected photos, a whole-overlap factor (see ``DISAGREEMENT_FREE``).
     """
     if not v.ok or v.inliers < min_inliers:
         return 0.0
     geometry = 1.0 - np.exp(-v.inliers / 30.0)
     corr = np.clip((v.correlation - CORRELATION_FLOOR) / (CORRELATION_FULL - CORRELATION_FLOOR), 0.0, 1.0)
-    colour = max(0.0, 1.0 - v.colour_mismatch / COLOUR_MISMATCH_LIMIT)
-    return float(geometry * corr * colour)
+    colour = _ramp_down(v.colour_mismatch, COLOUR_MISMATCH_FREE, COLOUR_MISMATCH_LIMIT)
+    # A copy of a photo reproduces all of it that it overlaps; a shot sharing only the model's
+    # face or the background with the protected photo does not.
+    whole = _ramp_down(v.disagreement, DISAGREEMENT_FREE, DISAGREEMENT_LIMIT) if v.photo else 1.0
+    return float(geometry * corr * colour * whole)
+
+
+def _ramp_down(x: float, free: float, limit: float) -> float:
+    """1 up to ``free``, falling linearly to 0 at ``limit``."""
+    return float(np.clip(1.0 - (x - free) / (limit - free), 0.0, 1.0))
 
 
 #: Aligned-lightness correlation below which a pair is not a copy, and from which it fully is.
 CORRELATION_FLOOR, CORRELATION_FULL = 0.6, 0.85
-#: Share of colour-mismatched pixels at which a verified region scores 0 (another colour variant).
-COLOUR_MISMATCH_LIMIT = 0.15
+#: Share of colour-mismatched pixels up to which a region counts as the same colours, and at
+#: which it scores 0 (another colour variant of the shot).
+COLOUR_MISMATCH_FREE, COLOUR_MISMATCH_LIMIT = 0.05, 0.15
+#: Share of a protected photo's textured pixels that may disagree where the copy overlaps it.
+DISAGREEMENT_FREE, DISAGREEMENT_LIMIT = 0.3, 0.45
 
 
 def candidates(query: TileVectors, index: TileIndex, params: MatchParams) -> list[Candidate]:
@@ -114,32 +133,79 @@ def _union(boxes: list[Box], size: tuple[int, int], margin: float) -> Box:
     return (int(max(0, x0)), int(max(0, y0 - m)), int(min(size[0], x1)), int(min(size[1], y1 + m)))
 
 
+class GallerySource(Protocol):
+    """What matching needs of a client's gallery beyond its tile index."""
+
+    def image(self, gallery_id: int) -> Image.Image: ...
+
+    def features(self, gallery_id: int) -> LocalFeatures: ...
+
+
+@dataclass
+class Query:
+    """A suspect image with its tile vectors; local features are computed once, when needed."""
+
+    image: Image.Image
+    tiles: TileVectors
+    _features: dict[bool, LocalFeatures] = field(default_factory=dict)
+
+    def features(self, mirrored: bool) -> LocalFeatures:
+        if mirrored not in self._features:
+            self._features[mirrored] = extract(self.image, mirrored=mirrored)
+        return self._features[mirrored]
+
+
 def rank_gallery(
-    query_image: Image.Image,
-    query: TileVectors,
+    query: Query,
     index: TileIndex,
-    load_gallery: Callable[[int], Image.Image],
+    gallery: GallerySource,
+    votes: VoteIndex | None = None,
     params: MatchParams = MatchParams(),
     *,
     top: int = 10,
 ) -> list[Match]:
     """Up to ``top`` distinct gallery images for this query, best first.
 
-    The first ``params.max_candidates`` candidates by tile cosine are verified; verified ones
-    rank by their verified score, all others follow by cosine with score 0.
+    Candidates come from two searches: tile embeddings (global, per tile) and local-feature votes
+    (robust to crops, banners and rotation). The first ``params.max_candidates`` are verified;
+    verified ones rank by their verified score, all others follow with score 0.
     """
+    by_tiles = {c.gallery_id: c for c in candidates(query.tiles, index, params)}
+    voted: dict[int, tuple[int, bool]] = {}
+    if votes is not None:
+        for mirrored in (False, True):
+            for gid, n in votes.votes(query.features(mirrored)).items():
+                if n >= params.min_votes and n > voted.get(gid, (0, False))[0]:
+                    voted[gid] = (n, mirrored)
+    order = [gid for gid, _ in sorted(voted.items(), key=lambda kv: -kv[1][0])][: params.max_candidates]
+    order += [gid for gid in by_tiles if gid not in order]
     ranked: list[Match] = []
-    for i, cand in enumerate(candidates(query, index, params)[:top]):
+    for i, gid in enumerate(order[: max(top, params.max_candidates)]):
+        cand = by_tiles.get(gid)
+        cosine = cand.score if cand else 0.0
         v = None
-        if i < params.max_candidates:
-            v = _verify(query_image, cand, load_gallery(cand.gallery_id))
-            log.debug("candidate gallery=%d cosine=%.3f mirrored=%s inliers=%d corr=%.3f colour=%.3f", cand.gallery_id, cand.score, cand.mirrored, v.inliers, v.correlation, v.colour_mismatch)
+        if i < params.max_candidates + params.extra_tile_candidates:
+            mirrored = voted[gid][1] if gid in voted else cand.mirrored
+            v = _verify(query, gallery, gid, cand if cand and cand.mirrored == mirrored and gid not in voted else None, mirrored)
+            log.debug("candidate gallery=%d votes=%s cosine=%.3f mirrored=%s inliers=%d corr=%.3f colour=%.3f",
+                      gid, voted.get(gid, (0,))[0], cosine, mirrored, v.inliers, v.correlation, v.colour_mismatch)
         score = verified_score(v, params.min_inliers) if v else 0.0
-        if score > 0 and covered_share(v.gallery_box, index.template_boxes(cand.gallery_id)) >= params.template_share:
-            log.debug("gallery %d: matched region %s is the client's page template", cand.gallery_id, v.gallery_box)
+        if score > 0 and covered_share(v.gallery_box, index.template_boxes(gid)) >= params.template_share:
+            log.debug("gallery %d: matched region %s is the client's page template", gid, v.gallery_box)
             score = 0.0
-        ranked.append(Match(cand.gallery_id, score, cand.score, v))
-    return sorted(ranked, key=_rank_key)
+        ranked.append(Match(gid, score, cosine, v))
+    return sorted(ranked, key=_rank_key)[:top]
+
+
+def _verify(query: Query, gallery: GallerySource, gid: int, cand: Candidate | None, mirrored: bool) -> Verification:
+    """Verify one candidate: around the tile pairs that proposed it, or whole images."""
+    g_image = gallery.image(gid)
+    qreg = greg = None
+    if cand is not None:
+        strong = [p for p in cand.pairs if p[2] >= cand.score - 0.1]
+        qreg = _union([p[0] for p in strong], query.image.size, 0.25)
+        greg = _union([p[1] for p in strong], g_image.size, 0.25)
+    return verify_features(query.image, query.features(mirrored), g_image, gallery.features(gid), query_region=qreg, gallery_region=greg)
 
 
 def _rank_key(m: Match) -> tuple:
@@ -162,20 +228,39 @@ def explain_away(matches: list[Match], contained: float = 0.85) -> list[Match]:
     return kept
 
 
-def _verify(query_image: Image.Image, cand: Candidate, gallery_image: Image.Image) -> Verification:
-    strong = [p for p in cand.pairs if p[2] >= cand.score - 0.1]
-    qreg = _union([p[0] for p in strong], query_image.size, 0.25)
-    greg = _union([p[1] for p in strong], gallery_image.size, 0.25)
-    return verify_pair(query_image, gallery_image, query_region=qreg, gallery_region=greg, mirrored=cand.mirrored)
+def _same_region(a: Box, b: Box) -> bool:
+    """Two matched regions are the same place: the smaller lies mostly in the larger, and is not
+    a small part of it (a whole copied page contains a boilerplate box but is not one)."""
+    small, large = sorted((a, b), key=lambda x: (x[2] - x[0]) * (x[3] - x[1]))
+    area_small = (small[2] - small[0]) * (small[3] - small[1])
+    area_large = (large[2] - large[0]) * (large[3] - large[1])
+    inside = covered_share(small, [large])
+    return inside >= 0.5 and inside * area_small >= 0.2 * area_large
 
 
-def match_image(
-    query_image: Image.Image,
-    query: TileVectors,
-    index: TileIndex,
-    load_gallery: Callable[[int], Image.Image],
-    params: MatchParams = MatchParams(),
-) -> list[Match]:
-    """Verified copies of gallery images in ``query_image``, best first."""
-    ranked = rank_gallery(query_image, query, index, load_gallery, params, top=params.max_candidates)
+def frequent_regions(matches: list[tuple[int, Match]], min_images: int) -> dict[int, list[Box]]:
+    """Regions of protected detail pages that many different suspect images match: boilerplate.
+
+    ``matches`` pairs suspect image ids with their verified matches. A page region matched by at
+    least ``min_images`` distinct suspect images (:func:`_same_region`) is content that many shops share, such as a size chart or a returns notice in the
+    same font, and not a copy. Protected photos are exempt: a photo stolen by several shops on
+    one day is still a photo.
+    """
+    by_gallery: dict[int, list[tuple[int, Box]]] = {}
+    for image_id, m in matches:
+        v = m.verification
+        if v is not None and v.gallery_box and not v.photo:
+            by_gallery.setdefault(m.gallery_id, []).append((image_id, v.gallery_box))
+    frequent: dict[int, list[Box]] = {}
+    for gid, items in by_gallery.items():
+        for image_id, box in items:
+            others = {i for i, b in items if i != image_id and _same_region(box, b)}
+            if len(others) + 1 >= min_images:
+                frequent.setdefault(gid, []).append(box)
+    return frequent
+
+
+def match_image(query: Query, index: TileIndex, gallery: GallerySource, votes: VoteIndex | None, params: MatchParams = MatchParams()) -> list[Match]:
+    """Verified copies of gallery images in the query, best first."""
+    ranked = rank_gallery(query, index, gallery, votes, params, top=params.max_candidates + params.extra_tile_candidates)
     return explain_away([m for m in ranked if m.verified])

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 #: Runs are dated in the shops' and clients' time zone.
 SEOUL = ZoneInfo("Asia/Seoul")
+#: Stages whose per-part counts (``<stage>:<part>``) are also kept summed under ``<stage>``.
+SUMMED_STAGES = ("crawl", "embed")
 
 
 def run_date(run: Run) -> date:
@@ -73,19 +75,21 @@ def upsert_run(s: Session, kind: str, interval_start: datetime, interval_end: da
 def set_run_stats(s: Session, run_id: int, stage: str, counts: dict[str, Any]) -> None:
     """Replace one stage's counts (a retried stage overwrites, never adds).
 
-    Per-target crawl counts (stage ``crawl:<target>``) are also summed into ``crawl``.
+    Per-target crawl counts (stage ``crawl:<target>``) are also summed into ``crawl``, and
+    per-batch embedding counts (``embed:<first image id>``) into ``embed``.
     """
     run = s.get(Run, run_id)
     stats = dict(run.stats or {})
     stats[stage] = counts
-    if stage.startswith("crawl:"):
+    prefix = stage.split(":", 1)[0]
+    if ":" in stage and prefix in SUMMED_STAGES:
         total: dict[str, Any] = {}
         for key, part in stats.items():
-            if key.startswith("crawl:"):
+            if key.startswith(prefix + ":"):
                 for k, v in part.items():
                     if isinstance(v, (int, float)) and not isinstance(v, bool):
                         total[k] = total.get(k, 0) + v
-        stats["crawl"] = total
+        stats[prefix] = total
     run.stats = stats
 
 

@@ -5,23 +5,35 @@ a retried or re-run stage leaves the same rows.
 """
 from __future__ import annotations
 
+import json
 import logging
-from datetime import date, datetime, timezone
-from sqlalchemy import select
+import os
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from pipeline import images
 from pipeline.config import Settings
-from pipeline.db import Client, CrawlTarget, Database, GalleryImage, Image, Page, PageImage, Run
+from pipeline.db import Client, CrawlTarget, Database, Finding, GalleryImage, Image, PageImage, Report, Run
 from pipeline.embed import Embedder, get_embedder
 from pipeline.findings import upsert_finding
-from pipeline.gallery import client_index
-from pipeline.match import MatchParams, match_image
+from pipeline.gallery import client_gallery, client_index
+from pipeline.match import Match, MatchParams, Query, frequent_regions, match_image
+from pipeline.verify import covered_share
 from pipeline.repo import get_client, record_skip, run_date, set_run_stats, upsert_image, upsert_run, utcnow
 from pipeline.store import ContentStore
 from pipeline.tilecache import cached, embed_image
 from pipeline.tiling import QUERY_TILING
 
 log = logging.getLogger(__name__)
+
+#: Test hook: when set to N, :func:`match_run` raises once N findings are committed (a task
+#: killed mid-way); the idempotence test sets it, production never does.
+FAIL_AFTER_FINDINGS_ENV = "COPYWATCH_TEST_FAIL_AFTER_FINDINGS"
+#: Images per mapped embedding task of the daily DAG.
+EMBED_BATCH_SIZE = 40
 
 def _naive_utc(dt: datetime) -> datetime:
     if dt.tzinfo is None:
@@ -80,8 +92,14 @@ def client_slugs(settings: Settings) -> list[str]:
         db.dispose()
 
 
-def embed_run_images(settings: Settings, run_id: int, embedder: Embedder | None = None) -> dict[str, int]:
-    """Tile and embed every image seen in this run that is not already cached."""
+def embed_run_images(
+    settings: Settings, run_id: int, embedder: Embedder | None = None, id_range: tuple[int, int] | None = None
+) -> dict[str, int]:
+    """Tile and embed every image seen in this run that is not already cached.
+
+    With ``id_range`` (lo, hi), only images with lo <= id <= hi: one batch of :func:`embed_batches`,
+    whose counts are kept under ``embed:<lo>`` (and summed into ``embed``).
+    """
     embedder = embedder or get_embedder(settings.embedder, weights_dir=settings.weights_dir)
     store = ContentStore(settings.store_dir)
     db = Database(settings.database_url)
@@ -91,8 +109,10 @@ def embed_run_images(settings: Settings, run_id: int, embedder: Embedder | None 
             run = s.get(Run, run_id)
             rows = s.execute(
                 select(Image).join(PageImage, PageImage.image_id == Image.id)
-                .where(PageImage.last_run_id == run_id, Image.status == "ok").distinct().order_by(Image.id)
+                .where(Image.id.in_(_run_image_ids(s, settings, run_id)), Image.status == "ok").distinct().order_by(Image.id)
             ).scalars().all()
+            if id_range is not None:
+                rows = [img for img in rows if id_range[0] <= img.id <= id_range[1]]
             for n, img in enumerate(rows, 1):
                 counts["images"] += 1
                 try:
@@ -107,7 +127,7 @@ def embed_run_images(settings: Settings, run_id: int, embedder: Embedder | None 
                 counts["tiles"] += len(tv)
                 if n % 20 == 0 or n == len(rows):
                     log.info("embedded %d/%d images (%d tiles so far)", n, len(rows), counts["tiles"])
-            set_run_stats(s, run_id, "embed", counts)
+            set_run_stats(s, run_id, "embed" if id_range is None else f"embed:{id_range[0]}", counts)
     finally:
         db.dispose()
     return counts
@@ -118,31 +138,23 @@ def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embed
     embedder = embedder or get_embedder(settings.embedder, weights_dir=settings.weights_dir)
     store = ContentStore(settings.store_dir)
     db = Database(settings.database_url)
-    counts = {"images": 0, "findings": 0, "new_findings": 0, "below_threshold": 0}
+    counts = {"images": 0, "findings": 0, "new_findings": 0, "below_threshold": 0, "boilerplate": 0}
     try:
         with db.session() as s:
             run = s.get(Run, run_id)
             seen = run_date(run)
             client = get_client(s, client_slug)
             threshold = client.threshold if client.threshold is not None else settings.threshold
-            index = client_index(s, settings, client, embedder)
-            gallery = {g.id: g for g in s.scalars(select(GalleryImage).where(GalleryImage.client_id == client.id))}
-            gallery_cache: dict[int, object] = {}
+            gallery = client_gallery(s, settings, client, embedder)
 
-            def load_gallery(gid: int):
-                if gid not in gallery_cache:
-                    gallery_cache[gid] = images.decode(store.path(gallery[gid].sha256), max_pixels=settings.max_image_pixels)
-                return gallery_cache[gid]
-
-            links = s.execute(
-                select(PageImage.page_id, Image).join(Image, Image.id == PageImage.image_id)
-                .where(PageImage.last_run_id == run_id, Image.status == "ok").order_by(Image.id, PageImage.page_id)
-            ).all()
             pages_of: dict[int, list[int]] = {}
-            by_id: dict[int, Image] = {}
-            for page_id, img in links:
-                pages_of.setdefault(img.id, []).append(page_id)
-                by_id[img.id] = img
+            for page_id, image_id in run_links(s, settings, run_id):
+                pages_of.setdefault(image_id, []).append(page_id)
+            by_id = {img.id: img for img in s.scalars(select(Image).where(Image.id.in_(list(pages_of)), Image.status == "ok"))}
+            pages_of = {i: p for i, p in sorted(pages_of.items()) if i in by_id}
+            # Pass 1: match every image (no writes), so that boilerplate, regions of protected
+            # pages that many suspects match, is known before anything becomes a finding.
+            matched: list[tuple[int, Match]] = []
             for n, (image_id, page_ids) in enumerate(pages_of.items(), 1):
                 img = by_id[image_id]
                 tv = cached(s, settings.home, img.sha256, QUERY_TILING, embedder)
@@ -150,17 +162,33 @@ def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embed
                     record_skip(s, run_id, "match", img.sha256, "no tile vectors: the embed stage did not process this image")
                     continue
                 counts["images"] += 1
-                query_image = images.decode(store.path(img.sha256), max_pixels=settings.max_image_pixels)
-                for m in match_image(query_image, tv, index, load_gallery, params):
-                    if m.score < threshold:
-                        counts["below_threshold"] += 1
-                        continue
-                    for page_id in sorted(set(page_ids)):
-                        _, created = upsert_finding(s, client_id=client.id, image_id=image_id, page_id=page_id, run_id=run_id, seen=seen, match=m)
-                        counts["new_findings"] += int(created)
-                    counts["findings"] += 1
+                query = Query(images.decode(store.path(img.sha256), max_pixels=settings.max_image_pixels), tv)
+                matched += [(image_id, m) for m in match_image(query, gallery.index, gallery, gallery.votes, params)]
                 if n % 20 == 0 or n == len(pages_of):
-                    log.info("%s: matched %d/%d images, %d findings", client_slug, n, len(pages_of), counts["findings"])
+                    log.info("%s: matched %d/%d images", client_slug, n, len(pages_of))
+            boilerplate = gallery.remember_boilerplate(frequent_regions(matched, params.boilerplate_images))
+            # Pass 2: findings, each image's committed on their own: a task killed later keeps
+            # them, and its retry upserts the same rows again.
+            fail_after = os.environ.get(FAIL_AFTER_FINDINGS_ENV)
+            for image_id, m in matched:
+                if covered_share(m.verification.gallery_box, boilerplate.get(m.gallery_id, [])) >= params.template_share:
+                    counts["boilerplate"] += 1
+                    continue
+                if m.score < threshold:
+                    counts["below_threshold"] += 1
+                    continue
+                for page_id in sorted(set(pages_of[image_id])):
+                    upsert_finding(s, client_id=client.id, image_id=image_id, page_id=page_id, run_id=run_id, seen=seen, match=m)
+                counts["findings"] += 1
+                s.commit()
+                if fail_after is not None and counts["findings"] >= int(fail_after):
+                    raise RuntimeError(f"{FAIL_AFTER_FINDINGS_ENV}={fail_after}: simulated crash after {counts['findings']} findings")
+            log.info("%s: %d findings from %d images (%d boilerplate matches dropped)", client_slug, counts["findings"], counts["images"], counts["boilerplate"])
+            # "New" means first seen in this run: the same number whether or not an earlier try
+            # of this task already created some of them.
+            counts["new_findings"] = s.scalar(
+                select(func.count()).select_from(Finding).where(Finding.client_id == client.id, Finding.first_run_id == run_id)
+            )
             set_run_stats(s, run_id, f"match:{client_slug}", counts)
     finally:
         db.dispose()
@@ -174,5 +202,118 @@ def close_run(settings: Settings, run_id: int, status: str = "success") -> dict:
             run = s.get(Run, run_id)
             run.status, run.finished_at = status, utcnow()
             return dict(run.stats or {})
+    finally:
+        db.dispose()
+
+
+# --- the run's images, batches and run selection (daily, backfill and gallery DAGs) ---------------
+
+def manifest_path(settings: Settings, run_id: int) -> Path:
+    """Where the (page, image) pairs a run crawled are kept once its crawls are done."""
+    return settings.home / "runs" / f"{run_id}.json"
+
+
+def run_links(s: Session, settings: Settings, run_id: int) -> list[tuple[int, int]]:
+    """The (page id, image id) pairs seen by run ``run_id``, sorted.
+
+    A later run moves ``PageImage.last_run_id`` on, so an older run's pairs come from the manifest
+    :func:`write_run_manifest` wrote after its crawls; a run without one falls back to the links
+    whose last run it still is.
+    """
+    path = manifest_path(settings, run_id)
+    if path.exists():
+        return sorted((int(p), int(i)) for p, i in json.loads(path.read_text(encoding="utf-8"))["links"])
+    return sorted(s.execute(select(PageImage.page_id, PageImage.image_id).where(PageImage.last_run_id == run_id)).tuples().all())
+
+
+def _run_image_ids(s: Session, settings: Settings, run_id: int) -> list[int]:
+    return sorted({image_id for _, image_id in run_links(s, settings, run_id)})
+
+
+def write_run_manifest(settings: Settings, run_id: int) -> int:
+    """Record the (page, image) pairs the run's crawls linked, so the run can be re-matched later."""
+    db = Database(settings.database_url)
+    try:
+        with db.session() as s:
+            links = sorted(s.execute(select(PageImage.page_id, PageImage.image_id).where(PageImage.last_run_id == run_id)).tuples().all())
+    finally:
+        db.dispose()
+    path = manifest_path(settings, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"run_id": run_id, "links": [list(pair) for pair in links]}), encoding="utf-8")
+    tmp.replace(path)
+    return len(links)
+
+
+def embed_batches(settings: Settings, run_id: int, size: int = EMBED_BATCH_SIZE) -> list[list[int]]:
+    """Write the run's manifest, then split its decodable images by id into [lo, hi] batches."""
+    n_links = write_run_manifest(settings, run_id)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as s:
+            ids = list(s.scalars(select(Image.id).where(Image.id.in_(_run_image_ids(s, settings, run_id)), Image.status == "ok").order_by(Image.id)))
+            batches = [[ids[i], ids[min(i + size, len(ids)) - 1]] for i in range(0, len(ids), size)]
+            set_run_stats(s, run_id, "plan", {"links": n_links, "images": len(ids), "embed_batches": len(batches)})
+    finally:
+        db.dispose()
+    log.info("run %d: %d images in %d embedding batches", run_id, len(ids), len(batches))
+    return batches
+
+
+def runs_between(settings: Settings, first: date, last: date, kind: str = "daily") -> list[int]:
+    """Ids of the ``kind`` runs dated (Asia/Seoul, see :func:`run_date`) first..last inclusive, oldest first."""
+    db = Database(settings.database_url)
+    try:
+        with db.session() as s:
+            runs = s.scalars(select(Run).where(Run.kind == kind).order_by(Run.interval_end)).all()
+            return [r.id for r in runs if first <= run_date(r) <= last]
+    finally:
+        db.dispose()
+
+
+def recent_runs(settings: Settings, until: date, days: int) -> list[int]:
+    """Daily runs of the ``days`` days up to and including ``until``."""
+    return runs_between(settings, until - timedelta(days=days - 1), until)
+
+
+def refresh_client_index(settings: Settings, client_slug: str, embedder: Embedder | None = None) -> dict[str, int]:
+    """Embed the client's gallery images not yet embedded and rebuild its tile index if the gallery changed."""
+    embedder = embedder or get_embedder(settings.embedder, weights_dir=settings.weights_dir)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as s:
+            client = get_client(s, client_slug)
+            index = client_index(s, settings, client, embedder)
+            n_images = s.scalar(select(func.count()).select_from(GalleryImage).where(GalleryImage.client_id == client.id))
+    finally:
+        db.dispose()
+    counts = {"gallery_images": int(n_images or 0), "tiles": len(index)}
+    log.info("index of %s: %s", client_slug, counts)
+    return counts
+
+
+def rematch_plan(settings: Settings, run_ids: list[int], clients: list[str] | None = None) -> list[dict]:
+    """(run, client) pairs to re-match, as keyword arguments of the mapped match and report tasks."""
+    known = client_slugs(settings)
+    wanted = [c for c in (clients or known) if c in known]
+    missing = sorted(set(clients or []) - set(known))
+    if missing:
+        raise LookupError(f"no such clients: {', '.join(missing)}")
+    return [{"cw_run_id": r, "client": c} for r in run_ids for c in wanted]
+
+
+def record_report(settings: Settings, run_id: int, client_slug: str) -> dict:
+    """Keep the rendered report's counts on the run, under ``report:<client>``."""
+    db = Database(settings.database_url)
+    try:
+        with db.session() as s:
+            client = get_client(s, client_slug)
+            row = s.scalar(select(Report).where(Report.client_id == client.id, Report.run_id == run_id))
+            if row is None:
+                raise LookupError(f"no report of run {run_id} for {client_slug}")
+            counts = {"findings": row.n_findings, "path": row.path}
+            set_run_stats(s, run_id, f"report:{client_slug}", counts)
+            return counts
     finally:
         db.dispose()

@@ -32,6 +32,14 @@ class TileVectors:
         return len(self.vectors)
 
 
+def embed_tiles(image: Image.Image, params: TilingParams, embedder: Embedder) -> TileVectors:
+    """Tile and embed an image in memory, without the cache (for one-off queries and eval)."""
+    cuts = tile_image(image, params)
+    vectors = embedder.embed([c.image for c in cuts]) if cuts else np.zeros((0, embedder.dim), np.float32)
+    boxes = np.array([c.box for c in cuts], dtype=np.int32).reshape(-1, 4)
+    return TileVectors("", vectors.astype(np.float32), boxes, np.array([c.mirrored for c in cuts], dtype=bool))
+
+
 def _vector_file(home: Path, embedder_id: str, tiling: str, sha256: str) -> Path:
     space = hashlib.sha256(f"{embedder_id}|{tiling}".encode()).hexdigest()[:12]
     return home / "vectors" / space / sha256[:2] / f"{sha256}.npy"
@@ -60,8 +68,8 @@ def embed_image(s: Session, home: Path, sha256: str, image: Image.Image, params:
     hit = cached(s, home, sha256, params, embedder)
     if hit is not None:
         return hit, False
-    cuts = tile_image(image, params)
-    vectors = embedder.embed([c.image for c in cuts]) if cuts else np.zeros((0, embedder.dim), np.float32)
+    tv = embed_tiles(image, params, embedder)
+    vectors = tv.vectors
     if not np.isfinite(vectors).all():
         raise ValueError(f"embedder {embedder.id} produced non-finite vectors for {sha256}")
     path = _vector_file(home, embedder.id, params.key, sha256)
@@ -73,17 +81,15 @@ def embed_image(s: Session, home: Path, sha256: str, image: Image.Image, params:
         select(Embedding).where(Embedding.image_sha256 == sha256, Embedding.tiling == params.key, Embedding.embedder == embedder.id)
     )
     if row is None:
-        row = Embedding(image_sha256=sha256, tiling=params.key, embedder=embedder.id, n_tiles=len(cuts), vectors_path=str(path.relative_to(home)), created_at=utcnow())
+        row = Embedding(image_sha256=sha256, tiling=params.key, embedder=embedder.id, n_tiles=len(tv), vectors_path=str(path.relative_to(home)), created_at=utcnow())
         s.add(row)
         s.flush()
     else:  # the vector file had gone missing: rewrite the tiles too
         for t in list(row.tiles):
             s.delete(t)
         s.flush()
-        row.n_tiles = len(cuts)
-    for i, c in enumerate(cuts):
-        s.add(Tile(embedding_id=row.id, idx=i, x0=c.box[0], y0=c.box[1], x1=c.box[2], y1=c.box[3], mirrored=c.mirrored))
+        row.n_tiles = len(tv)
+    for i, (box, mirrored) in enumerate(zip(tv.boxes.tolist(), tv.mirrored.tolist())):
+        s.add(Tile(embedding_id=row.id, idx=i, x0=box[0], y0=box[1], x1=box[2], y1=box[3], mirrored=mirrored))
     s.flush()
-    boxes = np.array([c.box for c in cuts], dtype=np.int32).reshape(-1, 4)
-    mirrored = np.array([c.mirrored for c in cuts], dtype=bool)
-    return TileVectors(sha256, vectors.astype(np.float32), boxes, mirrored), True
+    return TileVectors(sha256, vectors, tv.boxes, tv.mirrored), True

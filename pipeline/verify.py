@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from pipeline.local import LocalFeatures, extract, root_sift
+
 log = logging.getLogger(__name__)
 
 Box = tuple[int, int, int, int]
@@ -33,6 +35,11 @@ class Verification:
     rejected: str = ""
     #: Normalised cross-correlation of the aligned regions (1 for an exact copy).
     correlation: float = 0.0
+    #: Share of textured protected pixels that disagree anywhere the aligned images overlap.
+    disagreement: float = 0.0
+    #: The protected image is a photo (not a long detail page, which a copier extends with
+    #: banners that then overlap other parts of the page).
+    photo: bool = False
 
     @property
     def ok(self) -> bool:
@@ -41,6 +48,11 @@ class Verification:
 
 #: Lab chroma distance (OpenCV 8-bit Lab units) above which two aligned pixels differ in colour.
 CHROMA_TOLERANCE = 18.0
+#: Lab distance (after global correction) above which aligned pixels disagree, and the Sobel
+#: gradient above which a pixel counts as textured.
+DISAGREE_TOLERANCE, TEXTURE_GRADIENT = 20.0, 12.0
+#: A protected image at most this many times as tall as wide is a photo, not a detail page.
+PHOTO_RATIO = 1.5
 #: Allowed scale between a copy and its original (a copier resizes, rarely more than this).
 SCALE_RANGE = (1 / 6, 6.0)
 #: Smallest matched region, in gallery pixels, on its shorter side (one line of text is not a copy).
@@ -48,7 +60,11 @@ MIN_REGION_SIDE = 64
 #: Smallest matched region by area: this share of the protected image, or this many pixels,
 #: whichever is less. A face or a logo shared by two colour variants of one shot is not a copy
 #: of the photo; a third of a detail page is.
-MIN_REGION_SHARE, MIN_REGION_PIXELS = 0.15, 300 * 300
+MIN_REGION_SHARE, MIN_REGION_PIXELS = 0.08, 200 * 200
+#: Regions are compared at most this wide (and tall), enlarged at most this much.
+WORK_WIDTH, WORK_HEIGHT, MAX_UPSCALE = 640, 2400, 2.0
+#: Height limit when whole detail pages are compared with each other (their template).
+LONG_PAGE = 40_000
 
 
 _sift = None
@@ -57,7 +73,7 @@ _sift = None
 def _detector():
     global _sift
     if _sift is None:
-        _sift = cv2.SIFT_create(nfeatures=1500)
+        _sift = cv2.SIFT_create(nfeatures=2000)
     return _sift
 
 
@@ -67,65 +83,108 @@ def _prepare(im: Image.Image, region: Box, max_w: int, max_h: int, mirror: bool)
     if mirror:
         crop = ImageOps.mirror(crop)
     w, h = crop.size
-    f = min(1.0, max_w / w, max_h / h)
-    if f < 1.0:
+    # Small images are enlarged (up to 2x) so that SIFT finds enough keypoints on them.
+    f = min(MAX_UPSCALE, max_w / w, max_h / h)
+    if f != 1.0:
         crop = crop.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BILINEAR)
     return np.asarray(crop.convert("RGB")), f
 
 
-def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.ndarray, hull: np.ndarray) -> tuple[float, float]:
+def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.ndarray, hull: np.ndarray) -> tuple[float, float, float]:
     """Dense check of a fitted pair: warp the query crop onto the gallery crop with ``model`` and
-    compare the pixels inside ``hull`` (the inliers' convex hull, gallery crop coordinates).
+    compare pixels.
 
-    Returns (correlation, colour mismatch):
+    Inside ``hull`` (the inliers' convex hull, gallery crop coordinates) it measures:
     - the normalised cross-correlation of the blurred lightness: a copy agrees everywhere, while
       unrelated text that shares a few glyphs, or a black variant of a grey shot, does not;
-    - the share of pixels whose chroma differs by more than ``CHROMA_TOLERANCE`` after the best
-      saturation change (one scale plus an offset of the (a, b) chroma plane). A copier's
-      brightness, contrast or saturation change leaves little residue; a colour variant (a red
-      garment that is blue in the other shot) needs a hue rotation, which is not allowed: a hue
-      rotation of a product on a neutral background is indistinguishable from another variant.
+    - the share of pixels whose Lab colour differs by more than ``CHROMA_TOLERANCE`` after the
+      best global correction a copier could have applied (brightness and contrast: affine in L;
+      saturation: one scale of the (a, b) plane). A copier's global change leaves little residue;
+      a colour variant (a grey garment that is black or green in the other shot, the background
+      unchanged) cannot be explained by one global map. Hue rotations are not allowed: a product
+      on a neutral background with its hue rotated is indistinguishable from another variant.
+
+    Over the whole area where the two crops overlap once aligned, it also measures the share of
+    textured gallery pixels that disagree: a copy reproduces what it overlaps (a crop of a photo
+    agrees wherever it lies), while two shots of one model in different clothes agree only at
+    the face. Returns (correlation, colour mismatch, overlap disagreement).
     """
     h, w = gallery_rgb.shape[:2]
     warped = cv2.warpAffine(query_rgb, model, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     valid = cv2.warpAffine(np.full(query_rgb.shape[:2], 255, np.uint8), model, (w, h), flags=cv2.INTER_NEAREST)
+    valid = cv2.erode(valid, np.ones((5, 5), np.uint8)) > 0
     mask = np.zeros((h, w), np.uint8)
     cv2.fillConvexPoly(mask, cv2.convexHull(hull.astype(np.int32)), 255)
-    inside = (mask & valid) > 0
+    inside = (mask > 0) & valid
     if inside.sum() < 100:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     # Smoothed colours, so JPEG noise and sub-pixel misalignment do not count.
-    a = cv2.cvtColor(cv2.GaussianBlur(warped, (0, 0), 2.0), cv2.COLOR_RGB2LAB).astype(np.float32)[inside]
-    b = cv2.cvtColor(cv2.GaussianBlur(gallery_rgb, (0, 0), 2.0), cv2.COLOR_RGB2LAB).astype(np.float32)[inside]
+    lab_q = cv2.cvtColor(cv2.GaussianBlur(warped, (0, 0), 2.0), cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab_g = cv2.cvtColor(cv2.GaussianBlur(gallery_rgb, (0, 0), 2.0), cv2.COLOR_RGB2LAB).astype(np.float32)
+    a, b = lab_q[inside], lab_g[inside]
     la, lb = a[:, 0] - a[:, 0].mean(), b[:, 0] - b[:, 0].mean()
     denom = float(np.sqrt((la * la).sum() * (lb * lb).sum()))
     ncc = float((la * lb).sum() / denom) if denom > 1e-6 else 0.0
-    x, y = a[:, 1:], b[:, 1:]
-    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+    # Undo what a copier may do to the whole image: brightness and contrast (affine in L) and
+    # saturation (one scale of the (a, b) plane about its mean). What is left is local change.
+    slope, offset = _affine_coef(a[:, 0], b[:, 0], (0.5, 2.0))
+    ab_q, ab_g = a[:, 1:].mean(axis=0), b[:, 1:].mean(axis=0)
+    x, y = a[:, 1:] - ab_q, b[:, 1:] - ab_g
+    var = float((x * x).sum())
+    sat = float(np.clip((x * y).sum() / var, 0.5, 2.0)) if var > 1e-6 else 1.0
+
+    def residual(q: np.ndarray, g: np.ndarray) -> np.ndarray:
+        dl = slope * q[:, 0] + offset - g[:, 0]
+        dab = sat * (q[:, 1:] - ab_q) - (g[:, 1:] - ab_g)
+        return np.sqrt(dl * dl + (dab * dab).sum(axis=1))
+
+    mismatch = float((residual(a, b) > CHROMA_TOLERANCE).mean())
+    grey = lab_g[..., 0]
+    textured = (np.abs(cv2.Sobel(grey, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(grey, cv2.CV_32F, 0, 1))) > TEXTURE_GRADIENT
+    over = valid & textured
+    disagreement = float((residual(lab_q[over], lab_g[over]) > DISAGREE_TOLERANCE).mean()) if over.sum() >= 100 else 0.0
+    return ncc, mismatch, disagreement
+
+
+def _affine_coef(x: np.ndarray, y: np.ndarray, slope_range: tuple[float, float]) -> tuple[float, float]:
+    """Least-squares ``slope * x + offset`` approximating ``y``, slope clipped to a range."""
+    xc = x - x.mean()
     var = float((xc * xc).sum())
-    sat = float(np.clip((xc * yc).sum() / var, 0.5, 2.0)) if var > 1e-6 else 1.0
-    residual = np.linalg.norm(sat * xc - yc, axis=1)
-    return ncc, float((residual > CHROMA_TOLERANCE).mean())
+    slope = float(np.clip((xc * (y - y.mean())).sum() / var, *slope_range)) if var > 1e-6 else 1.0
+    return slope, float(y.mean() - slope * x.mean())
 
 
 @dataclass
 class _Side:
-    """One side of a pair: the prepared crop, its keypoints and where it sits in the original."""
+    """One side of a pair: the prepared crop, its keypoints (crop pixels) and descriptors, and
+    where the crop sits in the original."""
 
     rgb: np.ndarray
     factor: float
     region: Box
     size: tuple[int, int]
     mirrored: bool
-    keypoints: tuple
-    descriptors: np.ndarray | None
+    pts: np.ndarray  # (n, 2) float32, crop coordinates
+    desc: np.ndarray  # (n, 128) float32 RootSIFT
 
     @classmethod
-    def of(cls, im: Image.Image, region: Box | None, mirrored: bool, max_w: int, max_h: int, detector) -> "_Side":
+    def detect(cls, im: Image.Image, region: Box | None, mirrored: bool, max_w: int, max_h: int, detector) -> "_Side":
+        """Keypoints found on the prepared crop itself."""
         region = region or (0, 0, *im.size)
         rgb, f = _prepare(im, region, max_w, max_h, mirrored)
         kp, desc = detector.detectAndCompute(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), None)
-        return cls(rgb, f, region, im.size, mirrored, kp, desc)
+        pts = np.float32([k.pt for k in kp]).reshape(-1, 2)
+        return cls(rgb, f, region, im.size, mirrored, pts, root_sift(desc) if desc is not None else np.zeros((0, 128), np.float32))
+
+    @classmethod
+    def with_features(cls, im: Image.Image, region: Box | None, features: LocalFeatures, max_w: int, max_h: int) -> "_Side":
+        """Keypoints taken from features computed once for the whole image."""
+        region = region or (0, 0, *im.size)
+        rgb, f = _prepare(im, region, max_w, max_h, features.mirrored)
+        sel = features.inside(region)
+        side = cls(rgb, f, region, im.size, features.mirrored, np.zeros((0, 2), np.float32), features.desc[sel])
+        side.pts = side.to_crop(features.xy[sel])
+        return side
 
     def to_original(self, pts: np.ndarray) -> np.ndarray:
         out = pts / self.factor
@@ -133,14 +192,28 @@ class _Side:
             out[:, 0] = (self.region[2] - self.region[0]) - out[:, 0]
         return out + np.float32([self.region[0], self.region[1]])
 
+    def to_crop(self, xy: np.ndarray) -> np.ndarray:
+        out = xy - np.float32([self.region[0], self.region[1]])
+        if self.mirrored:
+            out[:, 0] = (self.region[2] - self.region[0]) - out[:, 0]
+        return (out * self.factor).astype(np.float32)
+
 
 def _good_matches(q: _Side, g: _Side, ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    if q.descriptors is None or g.descriptors is None or len(q.keypoints) < 3 or len(g.keypoints) < 3:
+    if len(q.desc) < 3 or len(g.desc) < 3:
         return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
-    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(q.descriptors, g.descriptors, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
-    pq = np.float32([q.keypoints[m.queryIdx].pt for m in good]).reshape(-1, 2)
-    pg = np.float32([g.keypoints[m.trainIdx].pt for m in good]).reshape(-1, 2)
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(q.desc, g.desc, k=2)
+    best: dict[int, cv2.DMatch] = {}
+    for pair in knn:
+        if len(pair) == 2 and pair[0].distance < ratio * pair[1].distance:
+            m = pair[0]
+            # One-to-one: many query points on one gallery point would let RANSAC fit a
+            # degenerate transform that collapses them all.
+            if m.trainIdx not in best or m.distance < best[m.trainIdx].distance:
+                best[m.trainIdx] = m
+    good = list(best.values())
+    pq = np.float32([q.pts[m.queryIdx] for m in good]).reshape(-1, 2)
+    pg = np.float32([g.pts[m.trainIdx] for m in good]).reshape(-1, 2)
     return pq, pg
 
 
@@ -149,7 +222,7 @@ def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray) -> tuple[Verificati
     none = np.zeros(len(pq), bool)
     if len(pq) < 4:
         return Verification(0, len(pq), None, None, 0.0, q.mirrored), none
-    model, mask = cv2.estimateAffinePartial2D(pq, pg, method=cv2.RANSAC, ransacReprojThreshold=6.0, maxIters=2000, confidence=0.995)
+    model, mask = cv2.estimateAffinePartial2D(pq, pg, method=cv2.RANSAC, ransacReprojThreshold=6.0, maxIters=4000, confidence=0.998)
     if model is None or mask is None:
         return Verification(0, len(pq), None, None, 0.0, q.mirrored), none
     inl = mask.ravel().astype(bool)
@@ -160,7 +233,7 @@ def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray) -> tuple[Verificati
     q_scale = 1.0 / g_per_q if g_per_q > 1e-9 else float("inf")
     if not SCALE_RANGE[0] <= q_scale <= SCALE_RANGE[1]:
         return Verification(0, len(pq), None, None, 0.0, q.mirrored, q_scale, rejected=f"implausible scale {q_scale:.3g}"), inl
-    correlation, mismatch = aligned_agreement(q.rgb, g.rgb, model, pg[inl])
+    correlation, mismatch, disagreement = aligned_agreement(q.rgb, g.rgb, model, pg[inl])
     qbox = _bbox(q.to_original(pq[inl]), q.size)
     gbox = _bbox(g.to_original(pg[inl]), g.size)
     area = g.size[0] * g.size[1]
@@ -172,7 +245,8 @@ def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray) -> tuple[Verificati
         rejected = f"matched region too thin ({side} px)"
     elif region_area < min(MIN_REGION_SHARE * area, MIN_REGION_PIXELS):
         rejected = f"matched region too small ({overlap:.1%} of the protected image)"
-    return Verification(n_in, len(pq), qbox, gbox, float(overlap), q.mirrored, q_scale, mismatch, rejected, correlation), inl
+    photo = g.size[1] <= PHOTO_RATIO * g.size[0]
+    return Verification(n_in, len(pq), qbox, gbox, float(overlap), q.mirrored, q_scale, mismatch, rejected, correlation, disagreement, photo), inl
 
 
 def verify_pair(
@@ -182,8 +256,8 @@ def verify_pair(
     query_region: Box | None = None,
     gallery_region: Box | None = None,
     mirrored: bool = False,
-    max_w: int = 480,
-    max_h: int = 2400,
+    max_w: int = WORK_WIDTH,
+    max_h: int = WORK_HEIGHT,
     ratio: float = 0.8,
 ) -> Verification:
     """Match SIFT keypoints between the two regions, fit a similarity transform with RANSAC and
@@ -193,30 +267,47 @@ def verify_pair(
     returned boxes are the bounding boxes of the RANSAC inliers, mapped back to each original.
     """
     det = _detector()
-    q = _Side.of(query, query_region, mirrored, max_w, max_h, det)
-    g = _Side.of(gallery, gallery_region, False, max_w, max_h, det)
+    q = _Side.detect(query, query_region, mirrored, max_w, max_h, det)
+    g = _Side.detect(gallery, gallery_region, False, max_w, max_h, det)
     v, _ = _fit(q, g, *_good_matches(q, g, ratio))
     return v
 
 
-def shared_regions(a: Image.Image, b: Image.Image, *, max_regions: int = 4, min_inliers: int = 12, ratio: float = 0.8) -> list[Verification]:
-    """Every region the two images share, by sequential RANSAC: fit, remove the inliers, fit again.
+def verify_features(
+    query: Image.Image,
+    query_features: LocalFeatures,
+    gallery: Image.Image,
+    gallery_features: LocalFeatures,
+    *,
+    query_region: Box | None = None,
+    gallery_region: Box | None = None,
+    ratio: float = 0.8,
+) -> Verification:
+    """:func:`verify_pair` with keypoints computed once per image (see ``pipeline.local``);
+    the query features' orientation says whether the copy is mirrored."""
+    q = _Side.with_features(query, query_region, query_features, WORK_WIDTH, WORK_HEIGHT)
+    g = _Side.with_features(gallery, gallery_region, gallery_features, WORK_WIDTH, WORK_HEIGHT)
+    v, _ = _fit(q, g, *_good_matches(q, g, ratio))
+    return v
+
+
+def shared_regions(a: Image.Image, b: Image.Image, *, band: int = 480, min_inliers: int = 12, ratio: float = 0.8) -> list[Verification]:
+    """Regions of ``a`` that also appear in ``b``: each horizontal band of ``a`` (overlapping by
+    half) is verified against the whole of ``b``.
 
     Used on a client's own detail pages to find their common template (brand header, shipping
-    and return notices), which must not make findings.
+    and return notices), which must not make findings. Bands keep the header and the notice
+    apart: they sit at different offsets on pages of different lengths.
     """
-    det = cv2.SIFT_create(nfeatures=6000)
-    q = _Side.of(a, None, False, 480, 2400, det)
-    g = _Side.of(b, None, False, 480, 2400, det)
-    pq, pg = _good_matches(q, g, ratio)
+    fa, fb = extract(a), extract(b)
+    g = _Side.with_features(b, None, fb, WORK_WIDTH, LONG_PAGE)
     found: list[Verification] = []
-    for _ in range(max_regions):
-        v, inl = _fit(q, g, pq, pg)
-        if v.inliers < min_inliers or not inl.any():
-            break
-        if v.ok:
+    for top in range(0, max(1, a.height - band // 2), band // 2):
+        region = (0, top, a.width, min(a.height, top + band))
+        q = _Side.with_features(a, region, fa, WORK_WIDTH, LONG_PAGE)
+        v, _ = _fit(q, g, *_good_matches(q, g, ratio))
+        if v.ok and v.inliers >= min_inliers:
             found.append(v)
-        pq, pg = pq[~inl], pg[~inl]
     return found
 
 

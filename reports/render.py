@@ -9,7 +9,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,16 +18,17 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from PIL import Image as PILImage
 from PIL import ImageDraw
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pipeline import images
 from pipeline.config import Settings
-from pipeline.db import Client, Database, Finding, GalleryImage, Image, Page, Report, Run, Skip
+from pipeline.db import Client, Database, Finding, FindingSighting, GalleryImage, Image, Page, PageImage, Report, Run, Screenshot, Skip
 from pipeline.findings import SUPPRESSED
-from pipeline.repo import get_client, utcnow
-from pipeline.repo import run_date
+from pipeline.repo import SEOUL, get_client, run_date, utcnow
+from pipeline.review import apply_allowlist
 from pipeline.store import ContentStore
+from reports.export import write_exports
 from reports.i18n import resolve_language, ui_strings
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ CROP_CONTEXT = 0.15
 OUTLINE_RGB = (255, 0, 0)
 OUTLINE_WIDTH = 3
 JPEG_QUALITY = 85
+#: Days shown in the trend chart, and its size in pixels.
+TREND_DAYS = 14
+TREND_WIDTH, TREND_HEIGHT, TREND_PAD = 560, 120, 18
 
 #: Seller identity keys of ``Page.seller``, in display order.
 SELLER_FIELDS = ("company", "representative", "business_number", "mail_order_number", "email", "address")
@@ -93,11 +97,17 @@ class Card:
     seller: list[tuple[str, str]]
     first_seen: date
     last_seen: date
+    #: When the screenshot was taken, else when the page was crawled (Asia/Seoul).
+    capture_time: str | None
+    suspect_image_url: str | None
+    page_sha256: str | None
     suspect_sha256: str
     protected_sha256: str
     protected_label: str
     protected: Thumb
     suspect: Thumb
+    screenshot: Thumb | None = None
+    screenshot_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,10 +125,34 @@ class Summary:
     total: int
     new: int
     ongoing: int
+    resolved: int
+    previous_report: date | None
     per_shop: list[tuple[str, int]]
     threshold: float
     pages_crawled: int | None = None
     images_crawled: int | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedRow:
+    """A finding of the previous report that this run did not see again."""
+
+    finding_id: int
+    shop: str
+    page_url: str
+    last_seen: date
+
+
+@dataclass(frozen=True)
+class TrendBar:
+    """One day of the trend chart (pixel geometry computed here; only numbers reach the SVG)."""
+
+    day: date
+    count: int
+    x: int
+    y: int
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -139,6 +173,9 @@ class ReportData:
     summary: Summary
     groups: list[ShopGroup]
     skips: list[SkipRow] = field(default_factory=list)
+    resolved: list[ResolvedRow] = field(default_factory=list)
+    trend: list[TrendBar] = field(default_factory=list)
+    trend_max: int = 0
 
 
 def render_client_report(settings: Settings, run_id: int, client_slug: str, *, language: str | None = None) -> Path:
@@ -153,6 +190,7 @@ def render_client_report(settings: Settings, run_id: int, client_slug: str, *, l
             client = get_client(s, client_slug)
             run = _get_run(s, run_id)
             out_dir = report_dir(settings, client, run)
+            apply_allowlist(s, client)
             rows = select_findings(s, client, run_id, client_threshold(settings, client))
             path = _write_report(settings, s, client, run, rows, out_dir, language)
             upsert_report_row(s, client.id, run_id, path, len(rows))
@@ -199,9 +237,18 @@ def select_findings(s: Session, client: Client, run_id: int, threshold: float) -
     return [FindingRow(*row) for row in s.execute(stmt).all()]
 
 
-def select_skips(s: Session, run_id: int) -> list[SkipRow]:
+#: Skip stages whose subject is a client: another client's must never show in a report.
+CLIENT_STAGES = ("notify", "report")
+
+
+def select_skips(s: Session, run_id: int, client_slug: str | None = None) -> list[SkipRow]:
+    """What the run skipped: crawl-wide skips, and this client's own (notification, report)."""
     rows = s.scalars(select(Skip).where(Skip.run_id == run_id).order_by(Skip.stage, Skip.subject, Skip.id))
-    return [SkipRow(stage=r.stage, subject=r.subject, reason=r.reason) for r in rows]
+    return [
+        SkipRow(stage=r.stage, subject=r.subject, reason=r.reason)
+        for r in rows
+        if r.stage not in CLIENT_STAGES or r.subject == client_slug
+    ]
 
 
 def _write_report(
@@ -212,8 +259,10 @@ def _write_report(
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".thumbs-"))
     try:
         thumbs = write_thumbnails(settings, rows, staging)
-        data = build_report_data(s, client, run, rows, thumbs, client_threshold(settings, client), language or client.language)
+        shots = write_screenshot_thumbs(settings, latest_screenshots(s, rows), staging)
+        data = build_report_data(s, client, run, rows, thumbs, client_threshold(settings, client), language or client.language, shots)
         html = render_html(data)
+        write_exports(out_dir, data)
         return _publish(out_dir, staging, html)
     finally:
         if staging.exists():
@@ -262,6 +311,26 @@ def write_thumbnails(settings: Settings, rows: list[FindingRow], folder: Path) -
         suspect = _thumb_for(store, row.image.sha256, f.suspect_box, folder, f"f{f.id}-suspect.jpg", settings.max_image_pixels)
         out[f.id] = (protected, suspect)
     return out
+
+
+def latest_screenshots(s: Session, rows: list[FindingRow]) -> dict[int, Screenshot]:
+    """The newest screenshot of each reported page, by page id (pages never shot are absent)."""
+    page_ids = {r.page.id for r in rows}
+    if not page_ids:
+        return {}
+    out: dict[int, Screenshot] = {}
+    for shot in s.scalars(select(Screenshot).where(Screenshot.page_id.in_(page_ids)).order_by(Screenshot.captured_at, Screenshot.id)):
+        out[shot.page_id] = shot
+    return out
+
+
+def write_screenshot_thumbs(settings: Settings, shots: dict[int, Screenshot], folder: Path) -> dict[int, tuple[Screenshot, Thumb]]:
+    """A thumbnail of the top of each page screenshot, named by page id only."""
+    store = ContentStore(settings.store_dir)
+    return {
+        page_id: (shot, _thumb_for(store, shot.sha256, None, folder, f"p{page_id}-screenshot.jpg", settings.max_image_pixels))
+        for page_id, shot in shots.items()
+    }
 
 
 def _thumb_for(store: ContentStore, sha256: str, box: Sequence[Any] | None, folder: Path, name: str, max_pixels: int) -> Thumb:
@@ -336,25 +405,134 @@ def build_report_data(
     thumbs: dict[int, tuple[Thumb, Thumb]],
     threshold: float,
     language: str | None,
+    screenshots: dict[int, tuple[Screenshot, Thumb]] | None = None,
 ) -> ReportData:
-    cards = [make_card(row, run.id, *thumbs[row.finding.id]) for row in rows]
+    previous = previous_report_run(s, client, run)
+    since = run_date(previous) if previous is not None else None
+    captures = capture_times(s, rows)
+    urls = suspect_image_urls(s, rows)
+    shots = screenshots or {}
+    cards = [
+        make_card(
+            row, run.id, *thumbs[row.finding.id], since=since, capture_time=captures.get(row.page.id),
+            image_url=urls.get(row.finding.id), screenshot=shots.get(row.page.id),
+        )
+        for row in rows
+    ]
+    resolved = select_resolved(s, client, previous, {r.finding.id for r in rows}, threshold) if previous is not None else []
+    trend = findings_per_day(s, client, run, threshold)
     return ReportData(
         language=resolve_language(language),
         client_name=client.name,
         run_id=run.id,
         run_date=run_date(run),
-        summary=summarise(cards, run.stats or {}, threshold),
+        summary=summarise(cards, run.stats or {}, threshold, resolved=len(resolved), previous_report=since),
         groups=group_by_shop(cards),
-        skips=select_skips(s, run.id),
+        skips=select_skips(s, run.id, client.slug),
+        resolved=resolved,
+        trend=trend_bars(trend),
+        trend_max=max((n for _, n in trend), default=0),
     )
 
 
-def make_card(row: FindingRow, run_id: int, protected: Thumb, suspect: Thumb) -> Card:
+def previous_report_run(s: Session, client: Client, run: Run) -> Run | None:
+    """The run of this client's latest report before ``run`` (None for a first report)."""
+    stmt = (
+        select(Run).join(Report, Report.run_id == Run.id)
+        .where(Report.client_id == client.id, Run.interval_end < run.interval_end)
+        .order_by(Run.interval_end.desc()).limit(1)
+    )
+    return s.scalar(stmt)
+
+
+def select_resolved(s: Session, client: Client, previous: Run, current: set[int], threshold: float) -> list[ResolvedRow]:
+    """Findings seen in the previous report's run and not in this one (dismissed and authorised ones excepted)."""
+    stmt = (
+        select(Finding, Page).join(Page, Page.id == Finding.page_id)
+        .join(FindingSighting, FindingSighting.finding_id == Finding.id)
+        .where(
+            Finding.client_id == client.id, FindingSighting.run_id == previous.id,
+            Finding.status.not_in(SUPPRESSED), Finding.score >= threshold,
+        )
+        .distinct().order_by(Finding.score.desc(), Finding.id)
+    )
+    return [
+        ResolvedRow(finding_id=f.id, shop=page.shop, page_url=page.url, last_seen=f.last_seen)
+        for f, page in s.execute(stmt).all() if f.id not in current
+    ]
+
+
+def capture_times(s: Session, rows: list[FindingRow]) -> dict[int, str]:
+    """When each page was last crawled: the start of its last run, in Asia/Seoul time, per page id."""
+    run_ids = {r.page.last_run_id for r in rows if r.page.last_run_id is not None}
+    runs = {run.id: run for run in s.scalars(select(Run).where(Run.id.in_(run_ids)))} if run_ids else {}
+    out = {}
+    for r in rows:
+        run = runs.get(r.page.last_run_id)
+        if run is not None:
+            out[r.page.id] = seoul_time(run.started_at)
+    return out
+
+
+def seoul_time(utc: datetime) -> str:
+    """A naive UTC timestamp as Asia/Seoul wall time, to the minute."""
+    return utc.replace(tzinfo=timezone.utc).astimezone(SEOUL).strftime("%Y-%m-%d %H:%M KST")
+
+
+def suspect_image_urls(s: Session, rows: list[FindingRow]) -> dict[int, str]:
+    """The URL the suspect image was downloaded from, on the page it was last seen on, per finding id."""
+    out = {}
+    for r in rows:
+        url = s.scalar(
+            select(PageImage.url).where(PageImage.page_id == r.page.id, PageImage.image_id == r.image.id).order_by(PageImage.position).limit(1)
+        )
+        if url:
+            out[r.finding.id] = url
+    return out
+
+
+def findings_per_day(s: Session, client: Client, run: Run, threshold: float) -> list[tuple[date, int]]:
+    """Distinct reportable findings sighted per run day, for the last ``TREND_DAYS`` days up to this run."""
+    stmt = (
+        select(Run, func.count(func.distinct(FindingSighting.finding_id)))
+        .join(FindingSighting, FindingSighting.run_id == Run.id)
+        .join(Finding, Finding.id == FindingSighting.finding_id)
+        .where(Finding.client_id == client.id, Finding.status.not_in(SUPPRESSED), Finding.score >= threshold, Run.interval_end <= run.interval_end)
+        .group_by(Run.id)
+    )
+    per_day: Counter[date] = Counter()
+    for r, n in s.execute(stmt).all():
+        per_day[run_date(r)] += n
+    last = run_date(run)
+    days = [date.fromordinal(last.toordinal() - i) for i in range(TREND_DAYS - 1, -1, -1)]
+    return [(d, per_day.get(d, 0)) for d in days]
+
+
+def trend_bars(points: list[tuple[date, int]]) -> list[TrendBar]:
+    """Bar geometry of the trend chart: one bar per day, scaled to the busiest day."""
+    if not points:
+        return []
+    top = max(1, max(n for _, n in points))
+    slot = (TREND_WIDTH - 2 * TREND_PAD) / len(points)
+    plot_h = TREND_HEIGHT - 2 * TREND_PAD
+    bars = []
+    for i, (day, n) in enumerate(points):
+        h = round(plot_h * n / top)
+        bars.append(TrendBar(day=day, count=n, x=round(TREND_PAD + i * slot + slot * 0.15), y=TREND_PAD + plot_h - h, width=max(1, round(slot * 0.7)), height=h))
+    return bars
+
+
+def make_card(
+    row: FindingRow, run_id: int, protected: Thumb, suspect: Thumb, *,
+    since: date | None = None, capture_time: str | None = None, image_url: str | None = None,
+    screenshot: tuple[Screenshot, Thumb] | None = None,
+) -> Card:
+    """The card of one finding; new means first seen after the previous report (or in this run, for a first report)."""
     f, page = row.finding, row.page
     inliers = (f.evidence or {}).get("inliers")
     return Card(
         finding_id=f.id,
-        is_new=f.first_run_id == run_id,
+        is_new=f.first_seen > since if since is not None else f.first_run_id == run_id,
         status=f.status,
         score=f.score,
         overlap=f.overlap,
@@ -368,11 +546,16 @@ def make_card(row: FindingRow, run_id: int, protected: Thumb, suspect: Thumb) ->
         seller=seller_fields(page.seller),
         first_seen=f.first_seen,
         last_seen=f.last_seen,
+        capture_time=seoul_time(screenshot[0].captured_at) if screenshot else capture_time,
+        suspect_image_url=image_url,
+        page_sha256=page.content_sha256,
         suspect_sha256=row.image.sha256,
         protected_sha256=row.gallery.sha256,
         protected_label=row.gallery.label,
         protected=protected,
         suspect=suspect,
+        screenshot=screenshot[1] if screenshot else None,
+        screenshot_sha256=screenshot[0].sha256 if screenshot else None,
     )
 
 
@@ -395,7 +578,7 @@ def seller_fields(seller: dict[str, Any] | None) -> list[tuple[str, str]]:
     return out
 
 
-def summarise(cards: list[Card], stats: dict[str, Any], threshold: float) -> Summary:
+def summarise(cards: list[Card], stats: dict[str, Any], threshold: float, *, resolved: int = 0, previous_report: date | None = None) -> Summary:
     new = sum(c.is_new for c in cards)
     per_shop = sorted(Counter(c.shop for c in cards).items(), key=lambda kv: (-kv[1], kv[0]))
     crawl = stats.get("crawl") or {}
@@ -403,6 +586,8 @@ def summarise(cards: list[Card], stats: dict[str, Any], threshold: float) -> Sum
         total=len(cards),
         new=new,
         ongoing=len(cards) - new,
+        resolved=resolved,
+        previous_report=previous_report,
         per_shop=per_shop,
         threshold=threshold,
         pages_crawled=crawl.get("pages"),

@@ -28,7 +28,7 @@ from pipeline.store import ContentStore
 FAST = {"DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False, "CONCURRENT_REQUESTS_PER_DOMAIN": 8}
 SEEN = date(2024, 6, 2)
 COUNT_KEYS = {
-    "pages", "images", "images_bad", "files_new", "image_bytes", "image_failures", "page_failures", "failures",
+    "pages", "pages_unchanged", "images_unchanged", "images_relinked", "not_modified", "images", "images_bad", "files_new", "image_bytes", "image_failures", "page_failures", "failures",
     "bytes_downloaded", "requests", "responses", "robots_forbidden", "errors", "finish_reason", "elapsed_s", "wall_s",
 }
 
@@ -43,6 +43,9 @@ class DemoCrawl:
     first: dict[str, dict[str, Any]]
     second: dict[str, dict[str, Any]]
     rows_after_first: dict[str, list[tuple]]
+    #: Requests the mall answered during the first crawl (the log's first entries) and the second.
+    first_requests: list
+    second_requests: list
 
 
 def snapshot(db: Database) -> dict[str, list[tuple]]:
@@ -59,14 +62,16 @@ def snapshot(db: Database) -> dict[str, list[tuple]]:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoCrawl]:
     settings = load_settings(tmp_path_factory.mktemp("home"))
     db = Database(settings.database_url)
-    with DemoMall(tmp_path_factory.mktemp("demo")) as mall:
+    with DemoMall(tmp_path_factory.mktemp("demo"), platforms=False) as mall:
         with db.session() as s:
             run_id = upsert_run(s, "daily", datetime(2024, 6, 1, 21), datetime(2024, 6, 2, 21)).id
             targets = {slug: upsert_target(s, f"demo {slug}", url + "/", max_pages=50).id for slug, url in mall.base_urls.items()}
         first = {slug: crawl_target(settings, tid, run_id, SEEN, FAST) for slug, tid in targets.items()}
         rows = snapshot(db)
+        first_requests = mall.requests
+        mall.clear_requests()
         second = {slug: crawl_target(settings, tid, run_id, SEEN, FAST) for slug, tid in targets.items()}
-        yield DemoCrawl(mall, settings, db, run_id, targets, first, second, rows)
+        yield DemoCrawl(mall, settings, db, run_id, targets, first, second, rows, first_requests, mall.requests)
     db.dispose()
 
 
@@ -178,6 +183,25 @@ def test_second_crawl_adds_no_rows(demo: DemoCrawl) -> None:
     for slug, counts in demo.second.items():
         assert counts["pages"] == demo.first[slug]["pages"]
         assert counts["files_new"] == 0
+
+
+def test_second_crawl_of_an_unchanged_shop_downloads_no_image(demo: DemoCrawl) -> None:
+    """Conditional requests: every product page answers 304, so no image is requested and nothing is stored again."""
+    for slug, counts in demo.second.items():
+        assert counts["pages_unchanged"] == counts["pages"] == demo.first[slug]["pages"]
+        assert counts["image_bytes"] == 0 and counts["images_unchanged"] == 0
+        assert counts["images_relinked"] == demo.first[slug]["images"]
+    image_gets = [r for r in demo.second_requests if r.path.startswith("/web/")]
+    assert image_gets == []
+    product_gets = [r for r in demo.second_requests if r.path.startswith("/product/") and not r.path.startswith("/product/list.html")]
+    assert product_gets and all(r.status == 304 and r.bytes_sent == 0 for r in product_gets)
+    first_bytes = sum(r.bytes_sent for r in demo.first_requests)
+    second_bytes = sum(r.bytes_sent for r in demo.second_requests)
+    assert second_bytes < 0.1 * first_bytes, (second_bytes, first_bytes)
+    with demo.db.session() as s:
+        linked = s.scalar(select(func.count()).select_from(PageImage).where(PageImage.last_run_id == demo.run_id))
+        total = s.scalar(select(func.count()).select_from(PageImage))
+    assert linked == total > 0
 
 
 # ------------------------------------------------------------------ a tiny shop with robots.txt rules

@@ -255,7 +255,7 @@ def test_rerender_replaces_files_without_duplicate_rows(world: World) -> None:
     with world.db.session() as s:
         rows = s.scalars(select(Report).where(Report.run_id == world.run_id)).all()
         assert len(rows) == 1 and rows[0].n_findings == 1 and rows[0].path == str(second)
-    assert sorted(p.name for p in second.parent.iterdir()) == ["report.html", "thumbs"]
+    assert sorted(p.name for p in second.parent.iterdir()) == ["report.csv", "report.html", "report.xlsx", "thumbs"]
     assert [p.name for p in (second.parent / "thumbs").iterdir()] != []
     assert not any(f"f{world.acme_findings['js']}-" in p.name for p in (second.parent / "thumbs").iterdir())
 

@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     with DemoMall(out) as mall:
         for slug, url in mall.base_urls.items():
             logger.info("%s: %s/  (robots: %s/robots.txt)", slug, url, url)
+        rules = out / "generic_shops.yaml"
+        rules.write_text(mall.platform_shops.generic_rules(), encoding="utf-8")
+        logger.info("generic shop rules: %s (set COPYWATCH_GENERIC_SHOPS to it); Smartstore starts at /demostore", rules)
         logger.info("client %s gallery: %s", mall.manifest["client"]["slug"], out / "gallery")
         logger.info("serving; press Ctrl-C to stop")
         try:

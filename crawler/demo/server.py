@@ -445,21 +445,33 @@ class RequestLog:
 class DemoMall:
     """The demo shops, each on its own 127.0.0.1 port; builds the demo into `out_dir` if needed.
 
+    With ``platforms=True`` (the default) it also serves one small shop per platform
+    (``crawler.demo.platform_shops``, slugs ``<platform>-demo``; no copies of the client's gallery).
     Use as a context manager, or call `start()` and `stop()`.
     """
 
-    def __init__(self, out_dir: Path, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, out_dir: Path, *, host: str = "127.0.0.1", platforms: bool = True) -> None:
         self.out_dir = Path(out_dir)
         self.host = host
         self.manifest: dict[str, Any] = {}
         self._log = RequestLog()
         self._servers: dict[str, ShopServer] = {}
         self._threads: list[threading.Thread] = []
+        self.platform_shops: Any = None
+        if platforms:
+            from crawler.demo.platform_shops import PlatformShops
+
+            self.platform_shops = PlatformShops()
 
     @property
     def base_urls(self) -> dict[str, str]:
-        """Shop slug -> 'http://127.0.0.1:PORT'."""
-        return {slug: server.site.base_url for slug, server in self._servers.items()}
+        """Shop slug -> 'http://127.0.0.1:PORT' (the platform shops' slugs end in ``-demo``)."""
+        urls = {slug: server.site.base_url for slug, server in self._servers.items()}
+        if self.platform_shops is not None:
+            from crawler.demo.platform_shops import SLUG_SUFFIX
+
+            urls.update({p + SLUG_SUFFIX: url for p, url in self.platform_shops.base_urls.items()})
+        return urls
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -473,6 +485,8 @@ class DemoMall:
         if self._servers:
             return self
         self.manifest = build_demo(self.out_dir)
+        if self.platform_shops is not None:
+            self.platform_shops.start()
         for shop in self.manifest["shops"]:
             site = ShopSite(self.out_dir, shop, self.manifest["published"])
             server = ShopServer((self.host, 0), site, self._log)
@@ -485,6 +499,8 @@ class DemoMall:
         return self
 
     def stop(self) -> None:
+        if self.platform_shops is not None:
+            self.platform_shops.stop()
         for server in self._servers.values():
             server.shutdown()
             server.server_close()

@@ -9,7 +9,7 @@ log = logging.getLogger("copywatch")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.cli import bench, core, models
+    from pipeline.cli import bench, core, crawl, models, review
 
     parser = argparse.ArgumentParser(
         prog="copywatch",
@@ -22,8 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     core.register(sub)
+    crawl.register(sub)
     models.register(sub)
     bench.register(sub)
+    review.register(sub)
     return parser
 
 

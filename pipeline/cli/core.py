@@ -14,9 +14,6 @@ from pipeline.config import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-#: Platforms copywatch refuses to crawl, and why (their terms or robots.txt forbid it).
-REFUSED_HOSTS = {"coupang.com": "Coupang's robots.txt disallows all generic user agents and a bot wall answers 403; it is out of scope"}
-
 
 def register(sub) -> None:
     _client(sub)
@@ -124,11 +121,22 @@ def _gallery(sub) -> None:
                         "tile index is rebuilt on the next match.")
     a.add_argument("client")
     a.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    a.add_argument("--no-event", action="store_true", help="do not tell Airflow (no copywatch_gallery run)")
     a.set_defaults(func=cmd_gallery_add)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
+    p = sub.add_parser("rematch", help="re-match stored crawls of recent days against a client's current gallery",
+                       description="Without Airflow and without any HTTP request: rebuild the client's index, re-match the "
+                       "images crawled by the daily runs of the last DAYS days (default COPYWATCH_REMATCH_DAYS, 7) and "
+                       "render those reports again (what the copywatch_gallery DAG does).")
+    p.add_argument("client")
+    p.add_argument("--days", type=int, help="days of daily runs to re-match, up to --until")
+    p.add_argument("--until", type=date.fromisoformat, help="last day (default today, Asia/Seoul)")
+    p.set_defaults(func=cmd_rematch)
+
 
 def cmd_gallery_add(args) -> int:
+    from pipeline.airflow_events import emit_gallery_changed
     from pipeline.gallery import add_images
 
     settings = load_settings()
@@ -136,26 +144,41 @@ def cmd_gallery_add(args) -> int:
     with db.session() as s:
         counts = add_images(s, settings, args.client, args.paths)
     print(f"{args.client}: {counts['added']} added, {counts['already_present']} already present, {counts['bad']} not images")
+    if counts["added"] and not args.no_event:
+        emit_gallery_changed(settings, args.client, counts)
     return 0 if counts["bad"] == 0 else 1
 
 
-def refused_reason(url: str) -> str | None:
-    from urllib.parse import urlsplit
+def rematch_recent(settings: Settings, client: str, until: date, days: int) -> list[Path]:
+    """Re-index the client and re-match the daily runs of ``days`` days up to ``until``; re-render their reports."""
+    from pipeline import stages
+    from reports.render import render_client_report
 
-    host = (urlsplit(url).hostname or "").lower()
-    for domain, why in REFUSED_HOSTS.items():
-        if host == domain or host.endswith("." + domain):
-            return why
-    return None
+    stages.refresh_client_index(settings, client)
+    paths = []
+    for pair in stages.rematch_plan(settings, stages.recent_runs(settings, until, days), [client]):
+        stages.match_run(settings, pair["cw_run_id"], client)
+        paths.append(render_client_report(settings, pair["cw_run_id"], client))
+    return paths
+
+
+def cmd_rematch(args) -> int:
+    settings = load_settings()
+    for path in rematch_recent(settings, args.client, args.until or seoul_today(), args.days or settings.rematch_days):
+        print(path)
+    return 0
 
 
 def _target(sub) -> None:
+    from crawler.platforms import PLATFORMS
+
     p = sub.add_parser("target", help="manage crawl targets (shops)", description="Manage crawl targets.")
     tsub = p.add_subparsers(dest="target_command", metavar="TARGET_COMMAND")
     a = tsub.add_parser("add", help="add or update a shop to crawl")
     a.add_argument("name", help="a unique name for the target, e.g. the shop's name")
     a.add_argument("url", help="start URL: the shop's home or a category listing")
-    a.add_argument("--platform", default="cafe24", choices=["cafe24"], help="shop platform (default cafe24)")
+    a.add_argument("--platform", default="cafe24", choices=PLATFORMS,
+                   help="shop platform (default cafe24); Coupang is refused (its robots.txt disallows generic agents)")
     a.add_argument("--max-pages", type=int, default=500, help="product pages per crawl (default 500)")
     a.add_argument("--max-depth", type=int, default=4, help="link depth from the start URL (default 4)")
     a.set_defaults(func=cmd_target_add)
@@ -167,6 +190,7 @@ def _target(sub) -> None:
 def cmd_target_add(args) -> int:
     from urllib.parse import urlsplit
 
+    from crawler.platforms import refused_reason
     from pipeline.repo import upsert_target
 
     if urlsplit(args.url).scheme not in ("http", "https"):
@@ -209,22 +233,40 @@ def daily_interval(day: date) -> tuple[datetime, datetime]:
     return end - timedelta(days=1), end
 
 
-def run_daily(settings: Settings, day: date) -> list[Path]:
-    """One daily run in this process, through the same stage functions the DAG calls."""
+def backfill_days(start: str | date | None, end: str | date | None) -> list[date]:
+    """The days start..end inclusive (``end`` defaults to ``start``)."""
+    if not start:
+        raise ValueError("a backfill needs a start date (param 'start', YYYY-MM-DD)")
+    first = start if isinstance(start, date) else date.fromisoformat(start)
+    last = first if not end else end if isinstance(end, date) else date.fromisoformat(end)
+    if last < first:
+        raise ValueError(f"backfill end {last} is before its start {first}")
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def run_daily(settings: Settings, day: date, targets: list[int] | None = None, clients: list[str] | None = None) -> list[Path]:
+    """One daily run in this process, through the same stage functions the DAG calls.
+
+    ``targets`` (crawl target ids) and ``clients`` (slugs) narrow the run; by default all.
+    """
     from crawler.run import crawl_target
     from pipeline import stages
     from reports.render import render_client_report
 
     start, end = daily_interval(day)
     run_id = stages.open_run(settings, start, end)
-    targets = stages.enabled_targets(settings)
+    enabled = stages.enabled_targets(settings)
+    targets = [t for t in enabled if targets is None or t in targets]
     for n, target_id in enumerate(targets, 1):
         log.info("crawling target %d (%d/%d)", target_id, n, len(targets))
         counts = crawl_target(settings, target_id, run_id, stages.run_day(settings, run_id))
         stages.record_crawl(settings, run_id, target_id, counts)
+    stages.write_run_manifest(settings, run_id)
     stages.embed_run_images(settings, run_id)
     paths = []
     for slug in stages.client_slugs(settings):
+        if clients is not None and slug not in clients:
+            continue
         stages.match_run(settings, run_id, slug)
         paths.append(render_client_report(settings, run_id, slug))
     stages.close_run(settings, run_id)
@@ -260,36 +302,29 @@ def cmd_report(args) -> int:
 # --- search and eval -------------------------------------------------------------------------
 
 def cmd_search(args) -> int:
-    from sqlalchemy import select
-
     from pipeline import images
-    from pipeline.db import GalleryImage
     from pipeline.embed import get_embedder
-    from pipeline.evaluate import _tiles
-    from pipeline.gallery import client_index
-    from pipeline.match import MatchParams, rank_gallery
+    from pipeline.gallery import client_gallery
+    from pipeline.match import MatchParams, Query, rank_gallery
     from pipeline.repo import get_client
-    from pipeline.store import ContentStore
+    from pipeline.tilecache import embed_tiles
     from pipeline.tiling import QUERY_TILING
 
     settings = load_settings()
     embedder = get_embedder(settings.embedder, weights_dir=settings.weights_dir)
-    store = ContentStore(settings.store_dir)
     query = images.decode(args.image, max_pixels=settings.max_image_pixels)
     db = _db(settings)
     with db.session() as s:
         client = get_client(s, args.client)
-        index = client_index(s, settings, client, embedder)
-        gallery = {g.id: g for g in s.scalars(select(GalleryImage).where(GalleryImage.client_id == client.id))}
-        load = lambda gid: images.decode(store.path(gallery[gid].sha256))  # noqa: E731
+        gallery = client_gallery(s, settings, client, embedder)
         params = MatchParams(max_candidates=args.top, candidate_score=-1.0)
-        ranked = rank_gallery(query, _tiles(query, QUERY_TILING, embedder, "query"), index, load, params, top=args.top)
+        ranked = rank_gallery(Query(query, embed_tiles(query, QUERY_TILING, embedder)), gallery.index, gallery, gallery.votes, params, top=args.top)
         rows = [
             {
                 "rank": r,
                 "gallery_id": m.gallery_id,
-                "label": gallery[m.gallery_id].label,
-                "sha256": gallery[m.gallery_id].sha256,
+                "label": gallery.rows[m.gallery_id].label,
+                "sha256": gallery.rows[m.gallery_id].sha256,
                 "score": round(m.score, 4),
                 "cosine": round(m.cosine, 4),
                 "inliers": m.verification.inliers if m.verification else 0,
@@ -343,6 +378,16 @@ def _airflow(settings: Settings, *argv: str) -> None:
     log.debug("%s", proc.stdout[-2000:])
 
 
+def ensure_pool(settings: Settings) -> None:
+    """Create the embedding pool (`airflow pools set`) unless it exists; its size is left alone."""
+    from pipeline.airflow_env import EMBED_POOL, EMBED_POOL_SLOTS, airflow_env
+
+    exe = Path(sys.executable).with_name("airflow")
+    proc = subprocess.run([str(exe), "pools", "get", EMBED_POOL], env=airflow_env(settings), capture_output=True, text=True)
+    if proc.returncode != 0:
+        _airflow(settings, "pools", "set", EMBED_POOL, str(EMBED_POOL_SLOTS), "copywatch: concurrent embedding tasks")
+
+
 def cmd_demo(args) -> int:
     from sqlalchemy import select
 
@@ -364,6 +409,7 @@ def cmd_demo(args) -> int:
             paths = run_daily(settings, day)
         else:
             _airflow(settings, "db", "migrate")
+            ensure_pool(settings)
             _airflow(settings, "dags", "test", "copywatch_daily", daily_interval(day)[1].isoformat())
             db = _db(settings)
             with db.session() as s:

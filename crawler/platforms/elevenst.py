@@ -1,0 +1,80 @@
+"""11st (11번가) adapter: ``/products/<id>`` pages whose detail sits in the ``#prdDescIfrm`` iframe."""
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+from scrapy.http import Response
+
+from crawler.platforms import common
+from crawler.platforms.common import ListingLinks
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "11st"
+NEEDS_BROWSER = False
+
+_PRODUCT_PATH = re.compile(r"^/products/(\d+)/?$")
+_LIST_PATH = re.compile(r"^/(?:category|browsing)/")
+_IFRAME_CSS = "iframe#prdDescIfrm"
+_PRODUCT_IMG_CSS = "#productImg img, .img_full img, .c_product_view_img img"
+_TITLE_CSS = ".c_product_info_title h1, h1.title"
+_PRICE_CSS = ".c_product_price dd, .price_detail dd, .sale_price"
+_SELLER_CSS = ".c_product_seller_info, #sellerInfo, .seller_info"
+
+
+def product_no(url: str) -> int | None:
+    m = _PRODUCT_PATH.match(urlsplit(url).path)
+    return int(m.group(1)) if m else None
+
+
+def is_product_url(url: str) -> bool:
+    return product_no(url) is not None
+
+
+def canonical_product_url(url: str) -> str:
+    number = product_no(url)
+    if number is None:
+        raise ValueError(f"not an 11st product URL: {url!r}")
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), f"/products/{number}", "", ""))
+
+
+def is_listing_url(url: str) -> bool:
+    path = urlsplit(url).path
+    return bool(_LIST_PATH.match(path)) or path in ("", "/")
+
+
+def listing_links(response: Response) -> ListingLinks:
+    return common.listing_links(response, is_product_url, is_listing_url)
+
+
+def detect(url: str, response: Response | None = None) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "11st.co.kr" or host.endswith(".11st.co.kr"):
+        return True
+    return response is not None and bool(response.css(_IFRAME_CSS))
+
+
+def iframe_url(response: Response) -> str | None:
+    """Absolute URL of the detail iframe (``#prdDescIfrm``), or None."""
+    src = response.css(_IFRAME_CSS).attrib.get("src") if response.css(_IFRAME_CSS) else None
+    return common.absolute_image(src, response)
+
+
+def frame_detail_images(response: Response) -> list[str]:
+    """Every image of the iframe's document, in page order."""
+    return common.image_urls(response, "body img")
+
+
+def extract_product(response: Response) -> dict:
+    """The product page alone: its detail images come from :func:`iframe_url` (empty here)."""
+    return {
+        "platform": PLATFORM,
+        "title": common.first_text(response, _TITLE_CSS) or common.meta_title(response),
+        "price": common.money(common.first_text(response, _PRICE_CSS)),
+        "product_images": common.image_urls(response, _PRODUCT_IMG_CSS),
+        "detail_images": [],
+        "seller": common.extract_seller(response, _SELLER_CSS),
+    }

@@ -1,0 +1,79 @@
+"""Gmarket adapter: ``item.gmarket.co.kr/Item?goodscode=<id>`` pages whose detail sits in the ``#detail1`` iframe."""
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from scrapy.http import Response
+
+from crawler.platforms import common
+from crawler.platforms.common import ListingLinks
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "gmarket"
+NEEDS_BROWSER = False
+
+_ITEM_PATH = "/Item"
+_IFRAME_CSS = "iframe#detail1"
+_PRODUCT_IMG_CSS = ".box__viewer-container img, #container .thumb-gallery img, .box__thumbnail img"
+_TITLE_CSS = "h1.itemtit, .itemtit"
+_PRICE_CSS = "strong.price_real, .price_innerwrap .price_real"
+_SELLER_CSS = ".box__seller-info, #vip-tab_exchange, .seller_info"
+
+
+def product_no(url: str) -> int | None:
+    if urlsplit(url).path.lower() != _ITEM_PATH.lower():
+        return None
+    return common.query_int(url, "goodscode")
+
+
+def is_product_url(url: str) -> bool:
+    return product_no(url) is not None
+
+
+def canonical_product_url(url: str) -> str:
+    number = product_no(url)
+    if number is None:
+        raise ValueError(f"not a Gmarket product URL: {url!r}")
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), _ITEM_PATH, urlencode({"goodscode": number}), ""))
+
+
+def is_listing_url(url: str) -> bool:
+    path = urlsplit(url).path.lower()
+    return path.startswith(("/n/list", "/list", "/category")) or path in ("", "/")
+
+
+def listing_links(response: Response) -> ListingLinks:
+    return common.listing_links(response, is_product_url, is_listing_url)
+
+
+def detect(url: str, response: Response | None = None) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "gmarket.co.kr" or host.endswith(".gmarket.co.kr"):
+        return True
+    return response is not None and bool(response.css(_IFRAME_CSS)) and is_product_url(url)
+
+
+def iframe_url(response: Response) -> str | None:
+    """Absolute URL of the detail iframe (``#detail1``), or None."""
+    src = response.css(_IFRAME_CSS).attrib.get("src") if response.css(_IFRAME_CSS) else None
+    return common.absolute_image(src, response)
+
+
+def frame_detail_images(response: Response) -> list[str]:
+    """Every image of the iframe's document, in page order."""
+    return common.image_urls(response, "body img")
+
+
+def extract_product(response: Response) -> dict:
+    """The product page alone: its detail images come from :func:`iframe_url` (empty here)."""
+    return {
+        "platform": PLATFORM,
+        "title": common.first_text(response, _TITLE_CSS) or common.meta_title(response),
+        "price": common.money(common.first_text(response, _PRICE_CSS)),
+        "product_images": common.image_urls(response, _PRODUCT_IMG_CSS),
+        "detail_images": [],
+        "seller": common.extract_seller(response, _SELLER_CSS),
+    }

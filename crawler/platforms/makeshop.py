@@ -1,0 +1,82 @@
+"""MakeShop adapter: ``shopdetail.html?branduid=`` product pages, ``shopbrand.html`` listings, the 403page block."""
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from scrapy.http import Response
+
+from crawler.platforms import common
+from crawler.platforms.common import ListingLinks
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "makeshop"
+NEEDS_BROWSER = False
+
+_VIEW_PATH = "/shop/shopdetail.html"
+_LIST_PATHS = ("/shop/shopbrand.html", "/shop/bigsection.html")
+_DETAIL_IMG_CSS = "#productDetail .prd-detail img"
+_PRODUCT_IMG_CSS = ".shopdetailInfo .thumb img, #productDetail .thumb-wrap img, .multi-img img"
+_TITLE_CSS = ".shopdetailInfo .tit-prd, .info .name, h3.tit-prd"
+_PRICE_CSS = ".shopdetailInfo .price, .table-opt .price"
+#: Part of the image URL MakeShop's block page shows instead of the product.
+BLOCK_MARKER = "403page"
+
+
+def product_no(url: str) -> int | None:
+    """``branduid`` of ``/shop/shopdetail.html``, else None."""
+    if urlsplit(url).path != _VIEW_PATH:
+        return None
+    return common.query_int(url, "branduid")
+
+
+def is_product_url(url: str) -> bool:
+    return product_no(url) is not None
+
+
+def canonical_product_url(url: str) -> str:
+    """``<scheme>://<host>/shop/shopdetail.html?branduid=N`` (category codes dropped)."""
+    number = product_no(url)
+    if number is None:
+        raise ValueError(f"not a MakeShop product URL: {url!r}")
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), _VIEW_PATH, urlencode({"branduid": number}), ""))
+
+
+def is_listing_url(url: str) -> bool:
+    path = urlsplit(url).path
+    return path in _LIST_PATHS or path in ("", "/", "/index.html")
+
+
+def listing_links(response: Response) -> ListingLinks:
+    return common.listing_links(response, is_product_url, is_listing_url)
+
+
+def detect(url: str, response: Response | None = None) -> bool:
+    """Its URL paths, MakeShop scripts or ``/shopimages/`` images."""
+    if urlsplit(url).path in (_VIEW_PATH, *_LIST_PATHS):
+        return True
+    if response is None:
+        return False
+    return common.has_script(response, "makeshop", "/shopimages/") or bool(response.xpath('//img[contains(@src, "/shopimages/")]'))
+
+
+def blocked_reason(response: Response) -> str | None:
+    """MakeShop answers a blocked client with a page showing a ``403page`` image: a skip, not a product."""
+    for src in response.xpath("//img/@src").getall():
+        if BLOCK_MARKER in src:
+            return f"blocked by MakeShop (block page image {src[:200]!r})"
+    return None
+
+
+def extract_product(response: Response) -> dict:
+    """Title, price, thumbnails, detail images (``#productDetail .prd-detail``) and seller."""
+    return {
+        "platform": PLATFORM,
+        "title": common.first_text(response, _TITLE_CSS) or common.meta_title(response),
+        "price": common.money(common.first_text(response, _PRICE_CSS)),
+        "product_images": common.image_urls(response, _PRODUCT_IMG_CSS),
+        "detail_images": common.image_urls(response, _DETAIL_IMG_CSS),
+        "seller": common.extract_seller(response),
+    }

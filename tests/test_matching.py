@@ -1,0 +1,109 @@
+"""The matcher on real (licensed) photos: copies verify, colour variants and look-alikes do not."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+from pipeline.local import VoteIndex, extract
+from pipeline.match import Match, MatchParams, frequent_regions, verified_score
+from pipeline.verify import Verification, covered_share, shared_regions, verify_features
+
+PHOTOS = Path(__file__).resolve().parent.parent / "crawler" / "demo" / "photos" / "magento-luma"
+THRESHOLD = 0.4
+
+
+def photo(name: str) -> Image.Image:
+    return Image.open(PHOTOS / f"{name}.jpg").convert("RGB")
+
+
+def copier(im: Image.Image, *, mirror: bool = False, crop: float = 0.8, quality: int = 60) -> Image.Image:
+    """What a thief does: crop, mirror, watermark, recompress."""
+    w, h = im.size
+    out = im.crop((int(w * (1 - crop) / 2), int(h * (1 - crop) / 3), int(w * (1 + crop) / 2), int(h * (2 + crop) / 3)))
+    out = ImageOps.mirror(out) if mirror else out
+    ImageDraw.Draw(out).text((10, 10), "COPY SHOP 010-1234-5678", fill=(230, 230, 230))
+    buf = io.BytesIO()
+    out.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def score(query: Image.Image, gallery: Image.Image, mirrored: bool = False) -> tuple[float, Verification]:
+    v = verify_features(query, extract(query, mirrored=mirrored), gallery, extract(gallery))
+    return verified_score(v, MatchParams().min_inliers), v
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_cropped_mirrored_watermarked_copy_verifies_with_its_region(mirror):
+    original = photo("wj08-purple_main")
+    s, v = score(copier(original, mirror=mirror), original, mirrored=mirror)
+    assert s >= THRESHOLD, v
+    assert v.mirrored == mirror and 0.7 < v.scale < 1.4
+    x0, y0, x1, y1 = v.gallery_box
+    assert x0 >= 0 and y0 >= 0 and x1 <= original.width and y1 <= original.height
+    assert v.overlap > 0.3
+
+
+@pytest.mark.parametrize(
+    "copied, other",
+    [
+        ("mh01-gray_main", "mh01-orange_main"),  # same shot, another colour
+        ("wj08-purple_main", "wj08-gray_main"),
+        ("mh01-gray_main", "mh01-black_main"),  # same chroma, other lightness
+        ("wb04-blue_main", "wb04-purple_main"),  # close hues
+    ],
+)
+def test_colour_variant_of_the_copied_shot_is_not_a_copy(copied, other):
+    query = copier(photo(copied))
+    right, _ = score(query, photo(copied))
+    wrong, v = score(query, photo(other))
+    assert right >= THRESHOLD
+    assert wrong < THRESHOLD, v
+    assert right > wrong
+
+
+def test_unrelated_photos_do_not_verify():
+    names = ["mh05-white_main", "wh04-blue_main", "msh05-gray_main", "mt01-gray_main", "luma-yoga-brick"]
+    for a in names[:3]:
+        for b in names[3:]:
+            s, v = score(photo(a), photo(b))
+            assert s == 0.0, (a, b, v)
+
+
+def test_votes_rank_the_source_of_a_cropped_copy_first():
+    names = sorted(p.stem for p in PHOTOS.glob("*.jpg"))
+    index = VoteIndex.build({i: extract(photo(n)) for i, n in enumerate(names)})
+    for target in ("wj08-purple_main", "mj01-yellow_main", "luma-stability-ball"):
+        q = copier(photo(target), mirror=True, crop=0.7)
+        votes = index.votes(extract(q, mirrored=True))
+        assert max(votes, key=votes.get) == names.index(target)
+
+
+def _match(gid: int, box) -> Match:
+    v = Verification(50, 60, box, box, 0.1, False, 1.0, 0.0, "", 0.95, 0.0, False)
+    return Match(gid, 0.8, 0.9, v)
+
+
+def test_regions_many_suspects_match_are_boilerplate_but_a_whole_page_is_not():
+    chart = (100, 3700, 750, 4000)
+    matches = [(10, _match(1, chart)), (11, _match(1, (270, 3710, 580, 3870))), (12, _match(1, (90, 3720, 760, 4030))),
+               (13, _match(1, (0, 0, 860, 4600))), (14, _match(2, chart))]
+    frequent = frequent_regions(matches, min_images=3)
+    assert set(frequent) == {1}
+    assert covered_share(chart, frequent[1]) == 1.0
+    assert covered_share((0, 0, 860, 4600), frequent[1]) < 0.2  # the whole copied page stays a finding
+
+
+def test_template_of_a_clients_pages_is_found(tmp_path):
+    from crawler.demo.build import build_demo
+
+    manifest = build_demo(tmp_path / "demo")
+    pages = [tmp_path / "demo" / p for p in manifest["client"]["gallery"] if "detail" in p][:2]
+    a, b = (Image.open(p).convert("RGB") for p in pages)
+    shared = [v for v in shared_regions(a, b) if v.correlation >= 0.85]
+    assert shared, "the shared shipping notice was not found"
+    # The shared region lies in the lower part of both pages (the notice), not over the products.
+    assert all(v.query_box[1] > a.height * 0.6 for v in shared)
