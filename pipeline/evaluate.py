@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,9 @@ from pipeline.embed import Embedder
 from pipeline.gallery import iter_image_files
 from pipeline.index import TileIndex
 from pipeline.local import LocalFeatures, VoteIndex, extract
-from pipeline.match import MatchParams, Query, rank_gallery
+from pipeline.match import Match, MatchParams, Query, frequent_regions, rank_gallery
+from pipeline.gallery import template_regions
+from pipeline.verify import PHOTO_RATIO, covered_share
 from pipeline.metrics import Scored, at_threshold, micro_ap, rank_k, recall_at_precision
 from pipeline.tilecache import embed_tiles
 from pipeline.tiling import GALLERY_TILING, QUERY_TILING
@@ -77,6 +79,12 @@ class _Gallery:
         return im
 
 
+def _without_boilerplate(m: Match, frequent: dict[int, list], params: MatchParams) -> Match:
+    if m.verified and covered_share(m.verification.gallery_box, frequent.get(m.gallery_id, [])) >= params.template_share:
+        return replace(m, score=0.0)
+    return m
+
+
 def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params: MatchParams = MatchParams()) -> dict:
     """Write ``out/rankings.csv`` and ``out/metrics.json``; return the metrics."""
     ds = Dataset.load(root)
@@ -99,31 +107,41 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
         boxes.append(tv.boxes)
         if (gid + 1) % 50 == 0 or gid + 1 == len(ds.gallery):
             log.info("gallery: %d/%d images embedded", gid + 1, len(ds.gallery))
-    index = TileIndex(np.concatenate(vecs), np.concatenate(owners), np.concatenate(boxes))
-    votes = VoteIndex.build({gid: gallery.features(gid) for gid in range(len(ds.gallery)) if ds.gallery[gid] not in bad})
+    good = [gid for gid in range(len(ds.gallery)) if ds.gallery[gid] not in bad]
+    page_vectors = {gid: v for gid, v in zip(good, vecs) if gallery.image(gid).height > PHOTO_RATIO * gallery.image(gid).width}
+    templates = template_regions(list(page_vectors), page_vectors, gallery.image, gallery.features)
+    index = TileIndex(np.concatenate(vecs), np.concatenate(owners), np.concatenate(boxes), templates=templates)
+    votes = VoteIndex.build({gid: gallery.features(gid) for gid in good})
     t_gallery = time.perf_counter() - t0
+    log.info("gallery: %d tiles, %d template regions, %.1f s", len(index), len(templates), t_gallery)
 
+    t1 = time.perf_counter()
+    ranked_all: dict[str, list[Match]] = {}
+    for n, q in enumerate(ds.queries, 1):
+        try:
+            qim = images.decode(ds.root / q)
+        except images.BadImage as e:
+            log.warning("query skipped: %s: %s", q, e.reason)
+            ranked_all[q] = []
+            continue
+        ranked_all[q] = rank_gallery(Query(qim, embed_tiles(qim, QUERY_TILING, embedder)), index, gallery, votes, params, top=10)
+        if n % 25 == 0 or n == len(ds.queries):
+            el = time.perf_counter() - t1
+            log.info("queries: %d/%d (%.1f images/s)", n, len(ds.queries), n / el if el else 0.0)
+    # As in a daily run, protected page regions that many queries match are boilerplate.
+    qid = {q: i for i, q in enumerate(ds.queries)}
+    frequent = frequent_regions([(qid[q], m) for q, ms in ranked_all.items() for m in ms if m.verified], params.boilerplate_images)
     rankings: dict[str, list[str]] = {}
     rows: list[Scored] = []
-    t1 = time.perf_counter()
     with open(out / "rankings.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["query", "rank", "gallery", "score"])
-        for n, q in enumerate(ds.queries, 1):
-            try:
-                qim = images.decode(ds.root / q)
-            except images.BadImage as e:
-                log.warning("query skipped: %s: %s", q, e.reason)
-                rankings[q] = []
-                continue
-            ranked = rank_gallery(Query(qim, embed_tiles(qim, QUERY_TILING, embedder)), index, gallery, votes, params, top=10)
+        for q, ranked in ranked_all.items():
+            ranked = sorted((_without_boilerplate(m, frequent, params) for m in ranked), key=lambda m: (-m.score, -m.cosine))
             rankings[q] = [ds.gallery[m.gallery_id] for m in ranked]
             for r, m in enumerate(ranked, 1):
                 w.writerow([q, r, ds.gallery[m.gallery_id], f"{m.score:.6f}"])
                 rows.append(Scored(q, ds.gallery[m.gallery_id], m.score))
-            if n % 25 == 0 or n == len(ds.queries):
-                el = time.perf_counter() - t1
-                log.info("queries: %d/%d (%.1f images/s)", n, len(ds.queries), n / el if el else 0.0)
     t_query = time.perf_counter() - t1
 
     precision, recall, n_pred = at_threshold(rows, ds.truth, threshold)

@@ -152,7 +152,7 @@ def client_index(s: Session, settings: Settings, client: Client, embedder: Embed
     return idx
 
 
-def template_regions(pages: list[int], vectors: dict[int, np.ndarray], load, neighbours: int = 3, min_correlation: float = 0.85) -> np.ndarray:
+def template_regions(pages: list[int], vectors: dict[int, np.ndarray], load, features=None, neighbours: int = 3, min_correlation: float = 0.85) -> np.ndarray:
     """Regions a client's detail pages share with each other: their template.
 
     Each page is compared with its ``neighbours`` most similar pages (by tile similarity), and
@@ -167,7 +167,8 @@ def template_regions(pages: list[int], vectors: dict[int, np.ndarray], load, nei
             if (a, b) in done:
                 continue
             done.add((a, b))
-            for v in shared_regions(load(a), load(b)):
+            pair_features = (features(a), features(b)) if features else None
+            for v in shared_regions(load(a), load(b), features=pair_features):
                 if v.correlation >= min_correlation and v.colour_mismatch < 0.05:
                     rows.append((a, *v.query_box))
                     rows.append((b, *v.gallery_box))

@@ -109,6 +109,19 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     agrees wherever it lies), while two shots of one model in different clothes agree only at
     the face. Returns (correlation, colour mismatch, overlap disagreement).
     """
+    # Work only inside the bounding box of the query's footprint on the gallery crop (a band of a
+    # long page must not cost a warp of the whole page).
+    qh, qw = query_rgb.shape[:2]
+    corners = np.float32([[0, 0], [qw, 0], [0, qh], [qw, qh]]) @ model[:, :2].T + model[:, 2]
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int), 0)
+    x1 = min(int(np.ceil(corners[:, 0].max())), gallery_rgb.shape[1])
+    y1 = min(int(np.ceil(corners[:, 1].max())), gallery_rgb.shape[0])
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return 0.0, 0.0, 0.0
+    gallery_rgb = gallery_rgb[y0:y1, x0:x1]
+    hull = hull - np.float32([x0, y0])
+    model = model.copy()
+    model[:, 2] -= (x0, y0)
     h, w = gallery_rgb.shape[:2]
     warped = cv2.warpAffine(query_rgb, model, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     valid = cv2.warpAffine(np.full(query_rgb.shape[:2], 255, np.uint8), model, (w, h), flags=cv2.INTER_NEAREST)
@@ -291,7 +304,15 @@ def verify_features(
     return v
 
 
-def shared_regions(a: Image.Image, b: Image.Image, *, band: int = 480, min_inliers: int = 12, ratio: float = 0.8) -> list[Verification]:
+def shared_regions(
+    a: Image.Image,
+    b: Image.Image,
+    *,
+    features: tuple[LocalFeatures, LocalFeatures] | None = None,
+    band: int = 480,
+    min_inliers: int = 12,
+    ratio: float = 0.8,
+) -> list[Verification]:
     """Regions of ``a`` that also appear in ``b``: each horizontal band of ``a`` (overlapping by
     half) is verified against the whole of ``b``.
 
@@ -299,7 +320,7 @@ def shared_regions(a: Image.Image, b: Image.Image, *, band: int = 480, min_inlie
     and return notices), which must not make findings. Bands keep the header and the notice
     apart: they sit at different offsets on pages of different lengths.
     """
-    fa, fb = extract(a), extract(b)
+    fa, fb = features or (extract(a), extract(b))
     g = _Side.with_features(b, None, fb, WORK_WIDTH, LONG_PAGE)
     found: list[Verification] = []
     for top in range(0, max(1, a.height - band // 2), band // 2):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -156,7 +157,17 @@ def test_migration_matches_models(tmp_path) -> None:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         heads = MigrationContext.configure(conn).get_current_heads()
     engine.dispose()
-    assert "0002_review" in heads
+    # One linear history, at its newest revision (which builds on 0002_review).
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    import pipeline.db
+
+    cfg.set_main_option("script_location", str(Path(pipeline.db.__file__).with_name("migrations")))
+    script = ScriptDirectory.from_config(cfg)
+    assert len(script.get_heads()) == 1 and heads == tuple(script.get_heads())
+    assert "0002_review" in {r.revision for r in script.walk_revisions()}
 
 
 def test_app_command_binds_localhost_and_rejects_bad_ports(cw_home) -> None:

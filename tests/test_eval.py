@@ -1,0 +1,59 @@
+"""`copywatch eval` on a small built set: the fixed output format and sane figures."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import benchset
+from pipeline.cli import main
+
+PHOTOS = Path(__file__).resolve().parents[1] / "crawler" / "demo" / "photos"
+
+
+@pytest.fixture(scope="module")
+def small_sets(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    benchset.build_bench(out, [PHOTOS], seed=1, size="small", workers=1)
+    return out
+
+
+@pytest.mark.parametrize("name", ["type1", "type2"])
+def test_eval_writes_rankings_and_metrics(small_sets, tmp_path, monkeypatch, capsys, name):
+    monkeypatch.setenv("COPYWATCH_HOME", str(tmp_path / "home"))
+    out = tmp_path / "eval"
+    assert main(["-q", "eval", str(small_sets / name), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "rank1" in printed and "recall_at_p90" in printed and "images/s" in printed
+
+    truth: dict[str, set[str]] = {}
+    with open(small_sets / name / "truth.csv", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            truth.setdefault(row["query"], set()).add(row["gallery"])
+    with open(out / "rankings.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and list(rows[0]) == ["query", "rank", "gallery", "score"]
+    by_query: dict[str, list[dict]] = {}
+    for r in rows:
+        by_query.setdefault(r["query"], []).append(r)
+        assert (small_sets / name / r["gallery"]).exists()
+    for q, rs in by_query.items():
+        assert [int(r["rank"]) for r in rs] == list(range(1, len(rs) + 1)) and len(rs) <= 10
+        assert len({r["gallery"] for r in rs}) == len(rs)
+        scores = [float(r["score"]) for r in rs]
+        assert scores == sorted(scores, reverse=True)
+
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    for key in ("rank1", "rank10", "uap", "recall_at_p90", "precision_at_threshold", "recall_at_threshold"):
+        assert 0.0 <= metrics[key] <= 1.0
+    hits = sum(1 for q, g in truth.items() if by_query.get(q) and by_query[q][0]["gallery"] in g)
+    assert metrics["rank1"] == pytest.approx(hits / len(truth))
+    assert metrics["rank1"] >= 0.8 and metrics["precision_at_threshold"] >= 0.8
+
+
+def test_eval_rejects_a_folder_that_is_not_a_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("COPYWATCH_HOME", str(tmp_path / "home"))
+    (tmp_path / "ds" / "gallery").mkdir(parents=True)
+    assert main(["-q", "eval", str(tmp_path / "ds")]) == 1
