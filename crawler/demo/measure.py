@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 import tempfile
 from datetime import date, datetime
 from pathlib import Path
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = args.out or Path(tempfile.mkdtemp(prefix="copywatch-measure-"))
-    print(json.dumps(measure(out, args.polite), indent=1, ensure_ascii=False))
+    sys.stdout.write(json.dumps(measure(out, args.polite), indent=1, ensure_ascii=False) + "\n")  # the command's result
     return 0
 
 

@@ -285,3 +285,36 @@ def extract_seller(response: Response, extra_css: str = "") -> dict[str, str]:
     """Seller identity of a page (see :func:`parse_seller`)."""
     return parse_seller(seller_text(response, extra_css))
 
+
+
+def selector_product(
+    response: Response,
+    platform: str,
+    *,
+    title: str | None,
+    price: str | None,
+    product_images: str | None,
+    detail_images: str | None,
+    seller: str = "",
+) -> dict:
+    """The extracted fields of a platform whose pages are read with CSS selectors alone
+    (``detail_images=None`` for pages whose detail sits in an iframe, read separately)."""
+    return {
+        "platform": platform,
+        "title": first_text(response, title) or meta_title(response),
+        "price": money(first_text(response, price)),
+        "product_images": image_urls(response, product_images),
+        "detail_images": image_urls(response, detail_images) if detail_images else [],
+        "seller": extract_seller(response, seller or ""),
+    }
+
+
+def iframe_url(response: Response, css: str) -> str | None:
+    """Absolute URL of the iframe that holds a product's detail, or None."""
+    frames = response.css(css)
+    return absolute_image(frames.attrib.get("src"), response) if frames else None
+
+
+def frame_images(response: Response) -> list[str]:
+    """Every image of a detail iframe's document, in page order."""
+    return image_urls(response, "body img")

@@ -58,23 +58,16 @@ def detect(url: str, response: Response | None = None) -> bool:
 
 
 def iframe_url(response: Response) -> str | None:
-    """Absolute URL of the detail iframe (``#prdDescIfrm``), or None."""
-    src = response.css(_IFRAME_CSS).attrib.get("src") if response.css(_IFRAME_CSS) else None
-    return common.absolute_image(src, response)
+    """Absolute URL of the detail iframe, or None."""
+    return common.iframe_url(response, _IFRAME_CSS)
 
 
-def frame_detail_images(response: Response) -> list[str]:
-    """Every image of the iframe's document, in page order."""
-    return common.image_urls(response, "body img")
+frame_detail_images = common.frame_images
 
 
 def extract_product(response: Response) -> dict:
     """The product page alone: its detail images come from :func:`iframe_url` (empty here)."""
-    return {
-        "platform": PLATFORM,
-        "title": common.first_text(response, _TITLE_CSS) or common.meta_title(response),
-        "price": common.money(common.first_text(response, _PRICE_CSS)),
-        "product_images": common.image_urls(response, _PRODUCT_IMG_CSS),
-        "detail_images": [],
-        "seller": common.extract_seller(response, _SELLER_CSS),
-    }
+    return common.selector_product(
+        response, PLATFORM, title=_TITLE_CSS, price=_PRICE_CSS, product_images=_PRODUCT_IMG_CSS,
+        detail_images=None, seller=_SELLER_CSS,
+    )

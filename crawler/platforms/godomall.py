@@ -63,11 +63,7 @@ def detect(url: str, response: Response | None = None) -> bool:
 
 def extract_product(response: Response) -> dict:
     """Title, price, gallery and detail images (``.txt-manual`` or ``.detail_explain_box``), seller."""
-    return {
-        "platform": PLATFORM,
-        "title": common.first_text(response, _TITLE_CSS) or common.meta_title(response),
-        "price": common.money(common.first_text(response, _PRICE_CSS)),
-        "product_images": common.image_urls(response, _PRODUCT_IMG_CSS),
-        "detail_images": common.image_urls(response, _DETAIL_IMG_CSS),
-        "seller": common.extract_seller(response, _SELLER_CSS),
-    }
+    return common.selector_product(
+        response, PLATFORM, title=_TITLE_CSS, price=_PRICE_CSS, product_images=_PRODUCT_IMG_CSS,
+        detail_images=_DETAIL_IMG_CSS, seller=_SELLER_CSS,
+    )
