@@ -3,9 +3,10 @@
 Triggered by hand with params `start`, `end` (dates, Asia/Seoul, inclusive), `clients` and
 `targets` (empty: all) and `mode`: `rematch` re-matches the crawled images stored for the daily runs
 of those days against the clients' current galleries and regenerates their reports, without any
-HTTP request; `recrawl` runs the daily stages (crawl, embed, match, report) once per day, keyed like
-copywatch_daily. Reports are regenerated, not e-mailed. For whole daily runs through Airflow's own
-backfill use `airflow backfill create --dag-id copywatch_daily --from-date D1 --to-date D2`.
+HTTP request (and so takes no page screenshots); `recrawl` runs the daily stages (crawl, embed,
+match, evidence screenshots, report) once per day, keyed like copywatch_daily. Reports are
+regenerated, not e-mailed. For whole daily runs through Airflow's own backfill use
+`airflow backfill create --dag-id copywatch_daily --from-date D1 --to-date D2`.
 """
 from __future__ import annotations
 

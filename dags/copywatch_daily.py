@@ -1,4 +1,4 @@
-"""copywatch_daily: crawl the targets, embed new tiles in batches, match and report per client, notify.
+"""copywatch_daily: crawl the targets, embed new tiles in batches, match, screenshot and report per client, notify.
 
 Wiring only: every task body imports one stage function and calls it; heavy modules (torch,
 faiss, SQLAlchemy models, Scrapy) are imported inside the tasks, never at DAG-parse time.
@@ -84,6 +84,14 @@ def copywatch_daily():
         match_run(load_settings(), cw_run_id, client)
         return client
 
+    @task(max_active_tis_per_dag=2)
+    def evidence(client: str, cw_run_id: int) -> str:
+        from pipeline.config import load_settings
+        from pipeline.evidence import capture_evidence
+
+        capture_evidence(load_settings(), cw_run_id, client)
+        return client
+
     @task
     def report(client: str, cw_run_id: int) -> str:
         from pipeline.config import load_settings
@@ -116,7 +124,8 @@ def copywatch_daily():
     clients = list_clients(cw_run_id)
     embedded >> clients
     matched = match.partial(cw_run_id=cw_run_id).expand(client=clients)
-    reports = report.partial(cw_run_id=cw_run_id).expand(client=matched)
+    shot = evidence.partial(cw_run_id=cw_run_id).expand(client=matched)
+    reports = report.partial(cw_run_id=cw_run_id).expand(client=shot)
     closed = close_run(cw_run_id, reports)
     closed >> notify.partial(cw_run_id=cw_run_id).expand(client=clients)
 

@@ -29,6 +29,8 @@ class Settings:
     max_image_pixels: int = 80_000_000
     #: Days of stored crawls the gallery DAG re-matches after a gallery change.
     rematch_days: int = 7
+    #: Whether the daily run screenshots the pages of its findings (``COPYWATCH_SCREENSHOTS=0`` turns it off).
+    screenshots: bool = True
     extra: dict = field(default_factory=dict)
 
     @property
@@ -66,4 +68,10 @@ def load_settings(home: str | Path | None = None) -> Settings:
         user_agent=_env("USER_AGENT", f"copywatch/0.1 (+{contact})"),
         max_image_pixels=int(_env("MAX_IMAGE_PIXELS", "80000000")),
         rematch_days=int(_env("REMATCH_DAYS", "7")),
+        screenshots=_flag(_env("SCREENSHOTS", "1")),
     )
+
+
+def _flag(value: str) -> bool:
+    """An on/off environment value: ``0``, ``false``, ``no``, ``off`` (any case) or empty mean off."""
+    return value.strip().lower() not in ("", "0", "false", "no", "off")

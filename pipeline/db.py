@@ -312,6 +312,8 @@ class Screenshot(Base):
     width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     height: Mapped[int | None] = mapped_column(Integer, nullable=True)
     captured_at: Mapped[datetime] = mapped_column(DateTime)
+    #: ``pages.content_sha256`` (the crawled HTML) when the shot was taken: a page that changed since is shot again.
+    page_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

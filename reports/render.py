@@ -239,15 +239,20 @@ def select_findings(s: Session, client: Client, run_id: int, threshold: float) -
 
 #: Skip stages whose subject is a client: another client's must never show in a report.
 CLIENT_STAGES = ("notify", "report")
+#: Skip stages whose subject is the page of some client's finding (evidence screenshots): a report
+#: shows only those of its own pages, so no client learns which pages another client's findings are on.
+PAGE_STAGES = ("screenshot",)
 
 
-def select_skips(s: Session, run_id: int, client_slug: str | None = None) -> list[SkipRow]:
-    """What the run skipped: crawl-wide skips, and this client's own (notification, report)."""
+def select_skips(s: Session, run_id: int, client_slug: str | None = None, page_urls: set[str] | None = None) -> list[SkipRow]:
+    """What the run skipped: crawl-wide skips, this client's own (notification, report) and, when
+    ``page_urls`` is given, only the screenshot skips of those pages."""
     rows = s.scalars(select(Skip).where(Skip.run_id == run_id).order_by(Skip.stage, Skip.subject, Skip.id))
     return [
         SkipRow(stage=r.stage, subject=r.subject, reason=r.reason)
         for r in rows
-        if r.stage not in CLIENT_STAGES or r.subject == client_slug
+        if (r.stage not in CLIENT_STAGES or r.subject == client_slug)
+        and (r.stage not in PAGE_STAGES or page_urls is None or r.subject in page_urls)
     ]
 
 
@@ -428,7 +433,7 @@ def build_report_data(
         run_date=run_date(run),
         summary=summarise(cards, run.stats or {}, threshold, resolved=len(resolved), previous_report=since),
         groups=group_by_shop(cards),
-        skips=select_skips(s, run.id, client.slug),
+        skips=select_skips(s, run.id, client.slug, {row.page.url for row in rows}),
         resolved=resolved,
         trend=trend_bars(trend),
         trend_max=max((n for _, n in trend), default=0),

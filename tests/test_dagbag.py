@@ -24,13 +24,16 @@ def test_daily_dag_shape_and_schedule():
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["copywatch_daily"]
     assert dag.timetable.expression == "0 6 * * *"
     assert str(dag.timetable.timezone) in ("Asia/Seoul", "Timezone('Asia/Seoul')")
-    order = ["open_run", "list_targets", "crawl", "plan_embed", "embed", "list_clients", "match", "report", "close_run", "notify"]
+    order = ["open_run", "list_targets", "crawl", "plan_embed", "embed", "list_clients", "match", "evidence", "report", "close_run", "notify"]
     assert set(order) == set(dag.task_ids)
     assert dag.get_task("plan_embed").upstream_task_ids == {"crawl", "open_run"}
     assert dag.get_task("embed").upstream_task_ids == {"plan_embed", "open_run"}
     assert dag.get_task("embed").pool == "copywatch_embed"
     assert "embed" in dag.get_task("list_clients").upstream_task_ids
-    assert dag.get_task("report").upstream_task_ids == {"match", "open_run"}
+    # match -> evidence (page screenshots) -> report, each mapped per client.
+    assert dag.get_task("evidence").upstream_task_ids == {"match", "open_run"}
+    assert dag.get_task("report").upstream_task_ids == {"evidence", "open_run"}
+    assert dag.get_task("evidence").retries >= 1
     # Notification comes last, after the run is closed.
     assert dag.get_task("notify").upstream_task_ids == {"close_run", "list_clients", "open_run"}
     assert not dag.get_task("notify").downstream_task_ids

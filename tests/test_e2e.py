@@ -36,6 +36,39 @@ def _findings(settings):
         db.dispose()
 
 
+def _screenshots(settings, urls: set[str]) -> dict[str, tuple[int, str, datetime]]:
+    """The newest screenshot of each of these pages: page URL -> (page id, PNG SHA-256, capture time)."""
+    from pipeline.db import Database, Page, Screenshot
+
+    db = Database(settings.database_url)
+    try:
+        with db.session() as s:
+            rows = s.execute(
+                select(Page.url, Page.id, Screenshot.sha256, Screenshot.captured_at)
+                .join(Screenshot, Screenshot.page_id == Page.id)
+                .where(Page.url.in_(urls))
+                .order_by(Screenshot.captured_at, Screenshot.id)
+            ).all()
+            return {url: (page_id, sha, at) for url, page_id, sha, at in rows}
+    finally:
+        db.dispose()
+
+
+def _run(settings, day: str):
+    from datetime import date
+
+    from pipeline.db import Database, Run
+    from pipeline.stages import runs_between
+
+    (run_id,) = runs_between(settings, date.fromisoformat(day), date.fromisoformat(day))
+    db = Database(settings.database_url)
+    try:
+        with db.session() as s:
+            return s.get(Run, run_id)
+    finally:
+        db.dispose()
+
+
 def test_daily_dag_finds_every_planted_copy_and_nothing_else(cw_home, airflow_db, tmp_path, monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 
@@ -86,6 +119,13 @@ def test_daily_dag_finds_every_planted_copy_and_nothing_else(cw_home, airflow_db
         for *_, url, _, _, _, _ in first:
             assert url.replace("&", "&amp;") in html
         assert "<script>alert(1)" not in html
+        # Every finding's page was screenshot by the run (evidence stage), before the report that shows it.
+        finding_urls = {url for *_, url, _, _, _, _ in first}
+        shots = _screenshots(settings, finding_urls)
+        assert set(shots) == finding_urls, f"pages without a screenshot: {finding_urls - set(shots)}"
+        for page_id, sha, captured_at in shots.values():
+            assert f'src="thumbs/p{page_id}-screenshot.jpg"' in html and sha in html
+            assert captured_at >= _run(settings, "2026-11-26").started_at
         assert any("404" in k.reason for k in skips) and any("not a decodable image" in k.reason for k in skips)
 
         # A second run (the next day) adds no duplicate finding; it updates last_seen.
@@ -93,6 +133,11 @@ def test_daily_dag_finds_every_planted_copy_and_nothing_else(cw_home, airflow_db
         second = _findings(settings)
         assert sorted(f[0] for f in second) == sorted(f[0] for f in first)
         assert all(f[5].isoformat() == "2026-11-27" and f[4].isoformat() == "2026-11-26" for f in second)
+        # The next day's run screenshots the pages again (evidence of that day), once each.
+        run2 = _run(settings, "2026-11-27")
+        assert all(at >= run2.started_at for _, _, at in _screenshots(settings, finding_urls).values())
+        evidence = run2.stats["evidence:hanbit"]
+        assert evidence["captured"] == evidence["requested"] >= len(finding_urls) and evidence["failed"] == 0
         with db.session() as s:
             assert s.scalar(select(func.count()).select_from(Report)) == 2
         db.dispose()

@@ -142,7 +142,7 @@ def test_daily_dag_records_every_stage_and_mails_the_report(world):
     assert world["daily_state"].endswith("success"), world["daily_state"]
     run_id = daily_run_id(settings, DAY)
     stats = run_stats(settings, run_id)
-    # Counts per stage: crawl (per target and summed), the embedding plan and batches, matching and notification.
+    # Counts per stage: crawl (per target and summed), the embedding plan and batches, matching, evidence and notification.
     assert stats["crawl"]["pages"] > 0 and stats["crawl"]["images"] > 0
     assert stats["plan"]["embed_batches"] >= 2, stats["plan"]
     batches = [k for k in stats if k.startswith("embed:")]
@@ -151,6 +151,9 @@ def test_daily_dag_records_every_stage_and_mails_the_report(world):
     rows = finding_rows(settings)[:-1]
     assert stats["match:hanbit"]["findings"] == stats["match:hanbit"]["new_findings"] == len(rows) >= 2
     assert stats["report:hanbit"]["findings"] == len(rows)
+    # Evidence: the pages of the findings were screenshot between matching and the report.
+    assert stats["evidence:hanbit"]["enabled"] and stats["evidence:hanbit"]["failed"] == 0
+    assert stats["evidence:hanbit"]["captured"] == stats["evidence:hanbit"]["pages"] >= 1
     assert stats["notify:hanbit"]["status"] == "sent" and stats["notify:hanbit"]["recipients"] == 2
     # Which planted copies are found is test_e2e's business; the held-back photo is not in the gallery yet.
     assert "mh01-gray_main.jpg" not in {label for label, *_ in rows}

@@ -251,6 +251,7 @@ def run_daily(settings: Settings, day: date, targets: list[int] | None = None, c
     """
     from crawler.run import crawl_target
     from pipeline import stages
+    from pipeline.evidence import capture_evidence
     from reports.render import render_client_report
 
     start, end = daily_interval(day)
@@ -268,6 +269,7 @@ def run_daily(settings: Settings, day: date, targets: list[int] | None = None, c
         if clients is not None and slug not in clients:
             continue
         stages.match_run(settings, run_id, slug)
+        capture_evidence(settings, run_id, slug)
         paths.append(render_client_report(settings, run_id, slug))
     stages.close_run(settings, run_id)
     return paths
@@ -355,8 +357,9 @@ def cmd_eval(args) -> int:
     m = evaluate(args.dataset, out, embedder, settings.threshold if args.threshold is None else args.threshold)
     t = m["throughput"]
     print(f"dataset {args.dataset} ({m['queries']} queries, {m['copy_queries']} copies, {m['gallery_images']} gallery images, embedder {m['embedder']})")
-    print(f"rank1 {m['rank1']:.4f}  rank10 {m['rank10']:.4f}  uap {m['uap']:.4f}  recall_at_p90 {m['recall_at_p90']:.4f}")
-    print(f"at threshold {m['threshold']}: precision {m['precision_at_threshold']:.4f}  recall {m['recall_at_threshold']:.4f}  ({m['predictions_at_threshold']} predictions)")
+    f = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731 (a set without copies has no ranks)
+    print(f"rank1 {f(m['rank1'])}  rank10 {f(m['rank10'])}  uap {f(m['uap'])}  recall_at_p90 {f(m['recall_at_p90'])}")
+    print(f"at threshold {m['threshold']}: precision {f(m['precision_at_threshold'])}  recall {f(m['recall_at_threshold'])}  ({m['predictions_at_threshold']} predictions)")
     print(f"throughput: gallery {t['gallery_tiles_per_s']:.1f} tiles/s, queries {t['query_images_per_s']:.2f} images/s, overall {t['overall_images_per_s']:.2f} images/s")
     print(f"wrote {out / 'rankings.csv'} and {out / 'metrics.json'}")
     return 0
