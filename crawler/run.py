@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,8 +53,10 @@ def crawl_target(
     run_id: int,
     seen: date,
     extra_scrapy_settings: dict[str, Any] | None = None,
+    timeout_s: float | None = None,
 ) -> dict[str, Any]:
-    """Crawl one ``crawl_targets`` row for a run; return the crawl's counts (see :func:`summarize`)."""
+    """Crawl one ``crawl_targets`` row for a run; return the crawl's counts (see :func:`summarize`).
+    With ``timeout_s``, a crawl still running after that many seconds is killed and raises RuntimeError."""
     target = _load_target(settings, target_id)
     args = {
         "target_id": target_id,
@@ -65,7 +68,7 @@ def crawl_target(
         "run_id": run_id,
         "seen": seen.isoformat(),
     }
-    return _crawl(settings, args, f"{run_id}-{target_id}", extra_scrapy_settings)
+    return _crawl(settings, args, f"{run_id}-{target_id}", extra_scrapy_settings, timeout_s)
 
 
 def crawl_url(
@@ -79,13 +82,14 @@ def crawl_url(
     max_depth: int = 4,
     platform: str | None = None,
     extra_scrapy_settings: dict[str, Any] | None = None,
+    timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """Crawl a shop from a URL without a ``crawl_targets`` row (tests, one-off checks); the platform is detected if not given."""
     args = {"start_url": start_url, "shop": shop, "max_pages": max_pages, "max_depth": max_depth, "run_id": run_id, "platform": platform}
     if seen is not None:
         args["seen"] = seen.isoformat()
     key = f"{run_id if run_id is not None else 'none'}-url-{hashlib.sha256(start_url.encode()).hexdigest()[:12]}"
-    return _crawl(settings, args, key, extra_scrapy_settings)
+    return _crawl(settings, args, key, extra_scrapy_settings, timeout_s)
 
 
 def _load_target(settings: Settings, target_id: int) -> dict[str, Any]:
@@ -100,7 +104,7 @@ def _load_target(settings: Settings, target_id: int) -> dict[str, Any]:
         db.dispose()
 
 
-def _crawl(settings: Settings, spider_args: dict[str, Any], key: str, extra: dict[str, Any] | None) -> dict[str, Any]:
+def _crawl(settings: Settings, spider_args: dict[str, Any], key: str, extra: dict[str, Any] | None, timeout_s: float | None = None) -> dict[str, Any]:
     stats_path = settings.home / "crawl-stats" / f"{key}.json"
     log_path = settings.home / "crawl-logs" / f"{key}.log"
     stats_path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,11 +118,24 @@ def _crawl(settings: Settings, spider_args: dict[str, Any], key: str, extra: dic
     log.info("crawl %s: starting %s", key, spider_args.get("start_url"))
     started = time.monotonic()
     with open(log_path, "wb") as log_file:
-        proc = subprocess.run(cmd, cwd=CRAWLER_DIR, env=_child_env(settings), stdout=log_file, stderr=subprocess.STDOUT, check=False)
+        # With a time limit the crawl gets its own process group, so its browser goes with it when it is killed.
+        proc = subprocess.Popen(cmd, cwd=CRAWLER_DIR, env=_child_env(settings), stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=timeout_s is not None)
+        try:
+            returncode = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise RuntimeError(f"crawl {key} of {spider_args.get('start_url')} did not finish within {timeout_s} s and was killed; "
+                               f"log {log_path}, last lines:\n{_tail(log_path)}") from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
     wall_s = time.monotonic() - started
-    if proc.returncode != 0 or not stats_path.exists():
+    if returncode != 0 or not stats_path.exists():
         raise RuntimeError(
-            f"crawl {key} of {spider_args.get('start_url')} failed (exit code {proc.returncode}); "
+            f"crawl {key} of {spider_args.get('start_url')} failed (exit code {returncode}); "
             f"log {log_path}, last lines:\n{_tail(log_path)}"
         )
     counts = summarize(json.loads(stats_path.read_text(encoding="utf-8")))

@@ -301,6 +301,46 @@ def test_max_depth_limits_listing_pages(tiny_shop: TinyShop, tmp_path: Path, mon
     assert "/product/list.html?cate_no=1&page=2" not in [p for p, _ in tiny_shop.seen]
 
 
+def test_limits_are_set_per_target(tiny_shop: TinyShop, cw_home: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """`copywatch target add --max-pages/--max-depth` store each target's limits; its crawl (the daily task's) obeys them."""
+    from pipeline.cli import main
+
+    assert main(["target", "add", "two pages", tiny_shop.url + "/", "--max-pages", "2"]) == 0
+    assert main(["target", "add", "start page only", tiny_shop.url + "/", "--max-depth", "0"]) == 0
+    assert main(["target", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "max_pages=2\tmax_depth=4" in listed and "max_pages=500\tmax_depth=0" in listed
+    db = Database(cw_home.database_url)
+    try:
+        with db.session() as s:
+            targets = {t.name: t.id for t in s.scalars(select(CrawlTarget))}
+            run_id = upsert_run(s, "daily", datetime(2024, 6, 1, 21), datetime(2024, 6, 2, 21)).id
+    finally:
+        db.dispose()
+    two = crawl_target(cw_home, targets["two pages"], run_id, SEEN, FAST)
+    assert two["pages"] == 2
+    assert len([p for p, _ in tiny_shop.seen if p.startswith("/product/detail.html")]) == 2
+    tiny_shop.seen.clear()
+    shallow = crawl_target(cw_home, targets["start page only"], run_id, SEEN, FAST)
+    assert shallow["pages"] == 3  # the start page's products; its page-2 listing is not followed
+    assert "/product/list.html?cate_no=1&page=2" not in [p for p, _ in tiny_shop.seen]
+
+
+@pytest.mark.parametrize("option", [("--max-pages", "0"), ("--max-pages", "-1"), ("--max-depth", "-1"), ("--max-pages", "x")])
+def test_target_limits_are_validated(cw_home: Settings, option: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """0 pages or a negative depth is an error, not "no limit" (the spider used to read 0 pages as its default, 500)."""
+    from pipeline.cli import main
+    from crawler.spiders.shop import ShopSpider
+
+    with pytest.raises(SystemExit) as exited:
+        main(["target", "add", "shop", "http://127.0.0.1:9/", *option])
+    assert exited.value.code == 2 and option[0] in capsys.readouterr().err
+    name = option[0].removeprefix("--").replace("-", "_")
+    if option[1] != "x":
+        with pytest.raises(ValueError, match=f"{name} must be at least"):
+            ShopSpider(start_url="http://127.0.0.1:9/", platform="cafe24", seen="2024-06-02", **{name: option[1]})
+
+
 def test_failed_crawl_raises_with_the_log_tail(tmp_path: Path) -> None:
     broken = {**FAST, "ITEM_PIPELINES": {"crawler.no_such_module.Pipeline": 1}}
     with pytest.raises(RuntimeError, match="no_such_module"):

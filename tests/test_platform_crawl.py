@@ -1,10 +1,13 @@
 """Real crawls over HTTP of the local platform shops (Smartstore in real Chromium), checked in the database."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -60,6 +63,11 @@ def crawled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crawled]:
             else:
                 os.environ[generic.CONFIG_ENV] = saved
     db.dispose()
+
+
+def crawl_stats(settings: Settings) -> list[dict[str, Any]]:
+    """Scrapy's full stats of each crawl made with these settings (``crawler.run`` keeps the last one per start URL)."""
+    return [json.loads(path.read_text(encoding="utf-8")) for path in sorted((settings.home / "crawl-stats").glob("*.json"))]
 
 
 def pages_of(db: Database, base_url: str) -> list[tuple[Page, list[PageImage]]]:
@@ -122,6 +130,26 @@ def test_iframe_pages_answer_304_without_refetching_their_frame(crawled: Crawled
     assert second["/products/11"] == 304 and "/products/11/pc-desc?prdNo=11" not in second
 
 
+def test_plain_crawls_never_start_a_browser(crawled: Crawled) -> None:
+    """Only a platform that renders with JavaScript installs scrapy-playwright's handlers: no Chromium for the others."""
+    stats = crawl_stats(crawled.settings)
+    assert len(stats) == len(PLAIN)
+    assert [key for s in stats for key in s if key.startswith(("playwright/", "copywatch/browser_"))] == []
+
+
+@pytest.mark.parametrize("platform", ["11st", "gmarket"])
+def test_detail_frames_of_the_deepest_listings_products_are_followed(platform: str, tmp_path: Path) -> None:
+    """max_depth=0: the start page's products are crawled with their detail iframes (Scrapy's DEPTH_LIMIT used to drop
+    those frames, and with them the products, without a skip)."""
+    settings = load_settings(tmp_path)
+    with PlatformShops((platform,)) as shops:
+        counts = crawl_url(settings, shops.start_urls[platform], seen=SEEN, max_depth=0, extra_scrapy_settings=FAST)
+        frames = [r.path for r in shops.requests if "/pc-desc" in r.path or "/DetailView/" in r.path]
+    assert counts["pages"] == 2 and counts["images"] == 10 and counts["failures"] == 0
+    assert len(frames) == 2
+    assert [s.get("depth/request_ignored_count") for s in crawl_stats(settings)] == [None]
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()), reason="needs Debian's Chromium")
 def test_smartstore_in_chromium(tmp_path: Path) -> None:
@@ -151,6 +179,90 @@ def test_smartstore_in_chromium(tmp_path: Path) -> None:
         images = [r for r in shops.requests if r.path.startswith("/img/")]
         assert len(images) == 10 and {(r.status, r.bytes_sent) for r in images} == {(304, 0)}
         assert again["images_unchanged"] == 10
+
+
+class FailingStore(ThreadingHTTPServer):
+    """A Smartstore-like store on 127.0.0.1: products 1 and 2 answer, 3 and 4 are 404, 5 closes the connection unanswered."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), FailingStoreHandler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.paths: list[str] = []
+
+
+class FailingStoreHandler(BaseHTTPRequestHandler):
+    server: FailingStore
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        self.server.paths.append(self.path)
+        if self.path == "/failstore/products/5":
+            self.close_connection = True  # no status line at all: the browser's navigation fails (ERR_EMPTY_RESPONSE)
+            return
+        status, body = 404, "<html><body>없는 상품</body></html>"
+        if self.path == "/failstore":
+            status, body = 200, "<html><body>" + "".join(f'<a href="/failstore/products/{n}">{n}</a>' for n in range(1, 6)) + "</body></html>"
+        elif self.path in ("/failstore/products/1", "/failstore/products/2"):
+            n = self.path[-1]
+            state = {"product": {"A": {"name": f"상품 {n}", "salePrice": 1000, "productImages": [{"url": f"/img/{n}.png", "order": 1}],
+                                       "channel": {"channelUid": "failChannel"}}}}
+            status, body = 200, f"<html><head><script>window.__PRELOADED_STATE__={json.dumps(state)};</script></head><body></body></html>"
+        elif self.path in ("/img/1.png", "/img/2.png"):
+            self.answer(200, "image/png", png_bytes(int(self.path[-5])))
+            return
+        self.answer(status, "text/html; charset=utf-8", body.encode())
+
+    def answer(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (signature of the base class)
+        pass
+
+
+def png_bytes(seed: int) -> bytes:
+    import io
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("RGB", (32, 48), (40 * seed, 90, 160)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's Chromium")
+def test_browser_pages_of_failed_requests_are_closed(tmp_path: Path) -> None:
+    """Errbacks close the Playwright page of a failed request (HTTP errors and failed navigations): with at most 2 pages
+    per context, three unclosed pages would stall the crawl for good (killed here after 120 s)."""
+    settings = load_settings(tmp_path)
+    server = FailingStore()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        counts = crawl_url(settings, server.url + "/failstore", seen=SEEN, platform="smartstore",
+                           extra_scrapy_settings={**FAST, "PLAYWRIGHT_MAX_PAGES_PER_CONTEXT": 2}, timeout_s=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert counts["finish_reason"] == "finished"
+    assert counts["pages"] == 2 and counts["images"] == 2 and counts["page_failures"] == 3
+    [stats] = crawl_stats(settings)
+    # The store and its five products were rendered; robots.txt and the images were plain requests.
+    assert stats["playwright/page_count"] == 6 == stats["copywatch/browser_pages_closed"]
+    assert sorted(p for p in server.paths if p.startswith("/img/")) == ["/img/1.png", "/img/2.png"]
+    db = Database(settings.database_url)
+    try:
+        with db.session() as s:
+            reasons = dict(s.execute(select(Skip.subject, Skip.reason).where(Skip.stage != "download")).all())
+    finally:
+        db.dispose()
+    assert reasons[server.url + "/failstore/products/3"] == reasons[server.url + "/failstore/products/4"] == "HTTP 404 Not Found"
+    assert "ERR_EMPTY_RESPONSE" in reasons[server.url + "/failstore/products/5"]
 
 
 # ------------------------------------------------------------------ copywatch extract

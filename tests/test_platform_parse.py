@@ -173,6 +173,32 @@ def test_canonical_product_urls(platform: str, url: str, canonical: str) -> None
     assert platforms.adapter(platform).canonical_product_url(url) == canonical
 
 
+@pytest.mark.parametrize(
+    ("platform", "url"),
+    [
+        ("cafe24", "https://c.example.com/product/detail.html?product_no=1%C2%B2"),
+        ("godomall", "https://g.example.com/goods/goods_view.php?goodsNo=%C2%B2"),
+        ("makeshop", "https://m.example.com/shop/shopdetail.html?branduid=3%C2%B9"),
+        ("imweb", "https://i.example.com/shop_view/?idx=%C2%B2"),
+        ("gmarket", "http://item.gmarket.co.kr/Item?goodscode=%C2%B2"),
+        ("cafe24", "https://c.example.com/product/detail.html?PRODUCT_NO=11"),
+        ("godomall", "https://g.example.com/goods/goods_list.php?goodsNo=5"),
+        ("11st", "https://www.11st.co.kr/products/12/pc-desc"),
+    ],
+)
+def test_links_that_only_look_like_products_are_not_products(platform: str, url: str) -> None:
+    """Digits that are not decimal (``²``) once crashed a listing's links and detection; other parameters and paths are not products."""
+    adapter = platforms.adapter(platform)
+    assert adapter.product_no(url) is None and not adapter.is_product_url(url)
+    with pytest.raises(ValueError, match="^not an? .+ product URL: ") as raised:
+        adapter.canonical_product_url(url)
+    assert repr(url) in str(raised.value)
+    listing = HtmlResponse("https://c.example.com/", body=f'<a href="{url}">x</a><a href="/product/detail.html?product_no=7">y</a>'.encode(),
+                           encoding="utf-8")
+    assert platforms.detect(listing.url, listing) == "cafe24"
+    assert platforms.adapter("cafe24").listing_links(listing).products == ["https://c.example.com/product/detail.html?product_no=7"]
+
+
 def test_iframe_platforms_follow_the_detail_frame() -> None:
     eleven = platforms.adapter("11st")
     product = page("11st/product.html", "https://www.11st.co.kr/products/3845017291")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 from scrapy.http import Response
 
@@ -42,12 +42,9 @@ _PRODUCT_IMG_CSS = ".xans-product-image img, .xans-product-mobileimage img, .xan
 
 def product_no(url: str) -> int | None:
     """The product number of a Cafe24 product URL (either form), else None."""
-    parts = urlsplit(url)
-    if parts.path == _DETAIL_PATH:
-        values = parse_qs(parts.query).get("product_no", [])
-        return int(values[0]) if values and values[0].isdigit() else None
-    m = _SEO_PRODUCT.match(parts.path)
-    return int(m.group(1)) if m else None
+    if urlsplit(url).path == _DETAIL_PATH:
+        return common.query_product_no(url, (_DETAIL_PATH,), "product_no", name_ignore_case=False)
+    return common.path_product_no(url, _SEO_PRODUCT)
 
 
 def is_product_url(url: str) -> bool:
@@ -57,12 +54,8 @@ def is_product_url(url: str) -> bool:
 
 def canonical_product_url(url: str) -> str:
     """One URL per product: ``<scheme>://<host>/product/detail.html?product_no=N``."""
-    number = product_no(url)
-    if number is None:
-        raise ValueError(f"not a Cafe24 product URL: {url!r}")
-    parts = urlsplit(url)
-    query = urlencode({"product_no": number})
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), _DETAIL_PATH, query, ""))
+    number = common.require_product_no(product_no(url), url, "a Cafe24")
+    return common.canonical_url(url, _DETAIL_PATH, {"product_no": number})
 
 
 def is_listing_url(url: str) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from typing import Any, Collection, Mapping, NamedTuple
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from parsel import Selector, SelectorList
 from scrapy.http import Response
@@ -43,14 +43,68 @@ def strip_fragment(url: str) -> str:
     return urlunsplit(urlsplit(url)._replace(fragment=""))
 
 
-def query_int(url: str, *names: str) -> int | None:
-    """The first of the query parameters ``names`` (case-insensitive) that holds a number."""
-    query = {k.lower(): v for k, v in parse_qs(urlsplit(url).query).items()}
+def number(value: str) -> int | None:
+    """``value`` as a product number when it is one (decimal digits only: ``"1²"`` is not), else None."""
+    return int(value) if value.isdecimal() else None
+
+
+def query_int(url: str, *names: str, ignore_case: bool = True) -> int | None:
+    """The first of the query parameters ``names`` (case-insensitive unless ``ignore_case=False``) that holds a number."""
+    query = parse_qs(urlsplit(url).query)
+    if ignore_case:
+        query = {k.lower(): v for k, v in query.items()}
     for name in names:
-        values = query.get(name.lower(), [])
-        if values and values[0].isdigit():
-            return int(values[0])
+        values = query.get(name.lower() if ignore_case else name, [])
+        value = number(values[0]) if values else None
+        if value is not None:
+            return value
     return None
+
+
+# ---------------------------------------------------------------- product URL rules
+
+
+def query_product_no(
+    url: str, paths: Collection[str] | re.Pattern[str], *names: str, path_ignore_case: bool = False, name_ignore_case: bool = True,
+) -> int | None:
+    """The product number of a URL whose path is one of ``paths`` (or matches the pattern ``paths``), read from
+    the first of the query parameters ``names`` that holds one (``/goods/goods_view.php?goodsNo=N``); else None."""
+    path = urlsplit(url).path
+    if isinstance(paths, re.Pattern):
+        on_page = paths.match(path) is not None
+    elif path_ignore_case:
+        on_page = path.lower() in {p.lower() for p in paths}
+    else:
+        on_page = path in paths
+    return query_int(url, *names, ignore_case=name_ignore_case) if on_page else None
+
+
+def path_product_no(url: str, pattern: re.Pattern[str], group: int = 1) -> int | None:
+    """The product number held by ``group`` of ``pattern`` matched on the URL's path (``/products/<N>``), else None."""
+    m = pattern.match(urlsplit(url).path)
+    return number(m.group(group)) if m else None
+
+
+def require_product_no(value: int | None, url: str, platform: str) -> int:
+    """``value`` (a URL's product number); when the URL had none, ``ValueError("not <platform> product URL: ...")``
+    (``platform`` with its article: ``"a Cafe24"``, ``"an 11st"``)."""
+    if value is None:
+        raise ValueError(f"not {platform} product URL: {url!r}")
+    return value
+
+
+def canonical_url(url: str, path: str, query: Mapping[str, Any] | str | None = None) -> str:
+    """``url`` rebuilt as ``<scheme>://<host><path>?<query>``: scheme and host lower-cased, fragment dropped
+    (``query`` a mapping to encode, a query string kept as is, or None for none)."""
+    parts = urlsplit(url)
+    encoded = query if isinstance(query, str) else urlencode(query or {})
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, encoded, ""))
+
+
+def on_domain(url: str, *domains: str) -> bool:
+    """True when the URL's host is one of ``domains`` or a subdomain of one."""
+    host = (urlsplit(url).hostname or "").lower()
+    return any(host == d or host.endswith("." + d) for d in domains)
 
 
 def listing_links(response: Response, is_product: Any, is_listing: Any) -> ListingLinks:

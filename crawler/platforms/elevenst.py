@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from scrapy.http import Response
 
@@ -25,8 +25,7 @@ _SELLER_CSS = ".c_product_seller_info, #sellerInfo, .seller_info"
 
 
 def product_no(url: str) -> int | None:
-    m = _PRODUCT_PATH.match(urlsplit(url).path)
-    return int(m.group(1)) if m else None
+    return common.path_product_no(url, _PRODUCT_PATH)
 
 
 def is_product_url(url: str) -> bool:
@@ -34,11 +33,8 @@ def is_product_url(url: str) -> bool:
 
 
 def canonical_product_url(url: str) -> str:
-    number = product_no(url)
-    if number is None:
-        raise ValueError(f"not an 11st product URL: {url!r}")
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), f"/products/{number}", "", ""))
+    number = common.require_product_no(product_no(url), url, "an 11st")
+    return common.canonical_url(url, f"/products/{number}")
 
 
 def is_listing_url(url: str) -> bool:
@@ -51,8 +47,7 @@ def listing_links(response: Response) -> ListingLinks:
 
 
 def detect(url: str, response: Response | None = None) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "11st.co.kr" or host.endswith(".11st.co.kr"):
+    if common.on_domain(url, "11st.co.kr"):
         return True
     return response is not None and bool(response.css(_IFRAME_CSS))
 

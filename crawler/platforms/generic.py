@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import yaml
 from scrapy.http import Response
@@ -102,7 +102,7 @@ def canonical_product_url(url: str) -> str:
     if not is_product_url(url):
         raise ValueError(f"not a product URL of a configured generic shop: {url!r}")
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, parts.query, ""))
+    return common.canonical_url(url, parts.path, parts.query)
 
 
 def is_listing_url(url: str) -> bool:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from scrapy.http import Response
 
@@ -23,9 +23,7 @@ _SELLER_CSS = ".box__seller-info, #vip-tab_exchange, .seller_info"
 
 
 def product_no(url: str) -> int | None:
-    if urlsplit(url).path.lower() != _ITEM_PATH.lower():
-        return None
-    return common.query_int(url, "goodscode")
+    return common.query_product_no(url, (_ITEM_PATH,), "goodscode", path_ignore_case=True)
 
 
 def is_product_url(url: str) -> bool:
@@ -33,11 +31,8 @@ def is_product_url(url: str) -> bool:
 
 
 def canonical_product_url(url: str) -> str:
-    number = product_no(url)
-    if number is None:
-        raise ValueError(f"not a Gmarket product URL: {url!r}")
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), _ITEM_PATH, urlencode({"goodscode": number}), ""))
+    number = common.require_product_no(product_no(url), url, "a Gmarket")
+    return common.canonical_url(url, _ITEM_PATH, {"goodscode": number})
 
 
 def is_listing_url(url: str) -> bool:
@@ -50,8 +45,7 @@ def listing_links(response: Response) -> ListingLinks:
 
 
 def detect(url: str, response: Response | None = None) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "gmarket.co.kr" or host.endswith(".gmarket.co.kr"):
+    if common.on_domain(url, "gmarket.co.kr"):
         return True
     return response is not None and bool(response.css(_IFRAME_CSS)) and is_product_url(url)
 

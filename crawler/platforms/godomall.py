@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from scrapy.http import Response
 
@@ -25,9 +25,7 @@ _SELLER_CSS = ".footer_info, #footer_wrap, .foot_info"
 
 def product_no(url: str) -> int | None:
     """``goodsNo`` of ``/goods/goods_view.php`` (or ``goodsno`` of the legacy ``/shop/goods/``), else None."""
-    if urlsplit(url).path not in _VIEW_PATHS:
-        return None
-    return common.query_int(url, "goodsNo")
+    return common.query_product_no(url, _VIEW_PATHS, "goodsNo")
 
 
 def is_product_url(url: str) -> bool:
@@ -36,12 +34,9 @@ def is_product_url(url: str) -> bool:
 
 def canonical_product_url(url: str) -> str:
     """``<scheme>://<host>/goods/goods_view.php?goodsNo=N`` (the legacy path keeps its own ``goodsno``)."""
-    number = product_no(url)
-    if number is None:
-        raise ValueError(f"not a Godomall product URL: {url!r}")
-    parts = urlsplit(url)
-    key = "goodsNo" if parts.path == _VIEW_PATHS[0] else "goodsno"
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, urlencode({key: number}), ""))
+    number = common.require_product_no(product_no(url), url, "a Godomall")
+    path = urlsplit(url).path
+    return common.canonical_url(url, path, {"goodsNo" if path == _VIEW_PATHS[0] else "goodsno": number})
 
 
 def is_listing_url(url: str) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from scrapy.http import Response
 
@@ -16,6 +16,8 @@ PLATFORM = "imweb"
 NEEDS_BROWSER = False
 
 _MENU_PATH = re.compile(r"^/[A-Za-z0-9_-]+/?$")
+#: A menu page or the home page (``""``, ``/``): where ``?idx=N`` names a product.
+_PRODUCT_PAGE_PATH = re.compile(r"^(?:/[A-Za-z0-9_-]+)?/?$")
 _DETAIL_IMG_CSS = "#prod_detail_content_pc img, ._prod_detail_content img, .shop_view_detail .fr-view img"
 _PRODUCT_IMG_CSS = "#prod_image_list img, ._prod_image_list img, .shop_view_img img"
 _TITLE_CSS = ".view_tit, ._prod_title, .shop_view_title"
@@ -25,10 +27,7 @@ _SELLER_CSS = "#doz_footer, .doz_footer, ._footer_wrap"
 
 def product_no(url: str) -> int | None:
     """``idx`` of a menu page (``/<menu>/?idx=N``), else None."""
-    path = urlsplit(url).path
-    if not _MENU_PATH.match(path) and path not in ("", "/"):
-        return None
-    return common.query_int(url, "idx")
+    return common.query_product_no(url, _PRODUCT_PAGE_PATH, "idx")
 
 
 def is_product_url(url: str) -> bool:
@@ -37,12 +36,9 @@ def is_product_url(url: str) -> bool:
 
 def canonical_product_url(url: str) -> str:
     """``<scheme>://<host>/<menu>/?idx=N`` (other query parameters dropped)."""
-    number = product_no(url)
-    if number is None:
-        raise ValueError(f"not an Imweb product URL: {url!r}")
-    parts = urlsplit(url)
-    path = parts.path if parts.path.endswith("/") else parts.path + "/"
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, urlencode({"idx": number}), ""))
+    number = common.require_product_no(product_no(url), url, "an Imweb")
+    path = urlsplit(url).path
+    return common.canonical_url(url, path if path.endswith("/") else path + "/", {"idx": number})
 
 
 def is_listing_url(url: str) -> bool:

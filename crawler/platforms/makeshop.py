@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from scrapy.http import Response
 
@@ -26,9 +26,7 @@ BLOCK_MARKER = "403page"
 
 def product_no(url: str) -> int | None:
     """``branduid`` of ``/shop/shopdetail.html``, else None."""
-    if urlsplit(url).path != _VIEW_PATH:
-        return None
-    return common.query_int(url, "branduid")
+    return common.query_product_no(url, (_VIEW_PATH,), "branduid")
 
 
 def is_product_url(url: str) -> bool:
@@ -37,11 +35,8 @@ def is_product_url(url: str) -> bool:
 
 def canonical_product_url(url: str) -> str:
     """``<scheme>://<host>/shop/shopdetail.html?branduid=N`` (category codes dropped)."""
-    number = product_no(url)
-    if number is None:
-        raise ValueError(f"not a MakeShop product URL: {url!r}")
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), _VIEW_PATH, urlencode({"branduid": number}), ""))
+    number = common.require_product_no(product_no(url), url, "a MakeShop")
+    return common.canonical_url(url, _VIEW_PATH, {"branduid": number})
 
 
 def is_listing_url(url: str) -> bool:

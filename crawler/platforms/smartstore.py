@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any, Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from scrapy.http import Response
 
@@ -34,8 +34,7 @@ _CHANNEL_KEYS = {
 
 
 def product_no(url: str) -> int | None:
-    m = _PRODUCT_PATH.match(urlsplit(url).path)
-    return int(m.group(2)) if m else None
+    return common.path_product_no(url, _PRODUCT_PATH, group=2)
 
 
 def is_product_url(url: str) -> bool:
@@ -43,11 +42,9 @@ def is_product_url(url: str) -> bool:
 
 
 def canonical_product_url(url: str) -> str:
-    parts = urlsplit(url)
-    m = _PRODUCT_PATH.match(parts.path)
-    if not m:
-        raise ValueError(f"not a Smartstore product URL: {url!r}")
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), f"/{m.group(1)}/products/{m.group(2)}", "", ""))
+    common.require_product_no(product_no(url), url, "a Smartstore")
+    store, number = _PRODUCT_PATH.match(urlsplit(url).path).groups()
+    return common.canonical_url(url, f"/{store}/products/{number}")
 
 
 def is_listing_url(url: str) -> bool:

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 PRODUCT_PRIORITY = 10
 #: Detail iframes (11st, Gmarket) finish a product: fetched before anything else.
 FRAME_PRIORITY = 20
+#: Default product pages per crawl (``max_pages``); ``max_depth`` defaults to the ``DEPTH_LIMIT`` setting.
+DEFAULT_MAX_PAGES = 500
+#: Levels of requests below the deepest listing page: its product pages, and their detail iframes (11st, Gmarket).
+#: Scrapy's ``DEPTH_LIMIT`` is ``max_depth`` plus these levels, so it never drops a product page or its frame.
+LEVELS_BELOW_LISTINGS = 2
 #: Scrolls a rendered page to its end step by step (twice: content rendered late grows the page), so lazy images
 #: swap their placeholders for real URLs.
 SCROLL_JS = """async () => {
@@ -49,6 +54,14 @@ SCROLL_JS = """async () => {
 
 def _opt_int(value: Any) -> int | None:
     return None if value in (None, "") else int(value)
+
+
+def _limit(name: str, value: Any, minimum: int) -> int | None:
+    """A crawl limit given as a spider argument (None when absent); below ``minimum`` is an error, not "no limit"."""
+    number = _opt_int(value)
+    if number is not None and number < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {number}")
+    return number
 
 
 def load_target(target_id: int) -> dict[str, Any]:
@@ -102,8 +115,8 @@ class ShopSpider(scrapy.Spider):
             start_url = target["start_url"]
             shop = shop or target["shop"]
             platform = platform or target["platform"]
-            max_pages = max_pages or target["max_pages"]
-            max_depth = max_depth or target["max_depth"]
+            max_pages = target["max_pages"] if max_pages in (None, "") else max_pages
+            max_depth = target["max_depth"] if max_depth in (None, "") else max_depth
         if not start_url:
             raise ValueError(f"the {self.name} spider needs -a start_url=URL or -a target_id=N")
         why = platforms.refused_reason(start_url)
@@ -119,8 +132,9 @@ class ShopSpider(scrapy.Spider):
             log.warning("no -a seen=YYYY-MM-DD given: using today's date")
         self.seen = date.fromisoformat(seen) if seen else date.today()
         self.shop = shop or self.host
-        self.max_pages = _opt_int(max_pages) or 500
-        self.max_depth = _opt_int(max_depth)
+        pages = _limit("max_pages", max_pages, 1)
+        self.max_pages = DEFAULT_MAX_PAGES if pages is None else pages
+        self.max_depth = _limit("max_depth", max_depth, 0)
         self._products: set[str] = set()
 
     @classmethod
@@ -135,8 +149,10 @@ class ShopSpider(scrapy.Spider):
                 spider.max_depth = sys.maxsize
                 return spider
             spider.max_depth = limit
-        # Scrapy's own limit is a safety net one level below the deepest listing: its products.
-        crawler.settings.set("DEPTH_LIMIT", spider.max_depth + 1, priority="spider")
+        # The spider stops following listings at max_depth itself; Scrapy's own limit is a safety net below the
+        # deepest listing's products and their detail iframes (one level less would drop those frames, and with
+        # them the products, without a trace).
+        crawler.settings.set("DEPTH_LIMIT", spider.max_depth + LEVELS_BELOW_LISTINGS, priority="spider")
         return spider
 
     @property
@@ -194,7 +210,7 @@ class ShopSpider(scrapy.Spider):
                 yield request
 
     async def parse_listing(self, response: Response) -> AsyncIterator[Request]:
-        await _close_page(response.meta)
+        await self._close_page(response.meta)
         if not isinstance(response, TextResponse):
             log.warning("listing %s is not a text page (%s); not followed", response.url, response.headers.get("Content-Type"))
             return
@@ -211,7 +227,7 @@ class ShopSpider(scrapy.Spider):
                 yield self._request(url, self.parse_listing)
 
     async def parse_product(self, response: Response, canonical: str) -> AsyncIterator[Any]:
-        await _close_page(response.meta)
+        await self._close_page(response.meta)
         if response.status == 304:
             yield PageUnchangedItem(url=canonical, shop=self.shop, target_id=self.target_id, run_id=self.run_id, seen=self.seen)
             return
@@ -261,10 +277,18 @@ class ShopSpider(scrapy.Spider):
 
     async def on_error(self, failure: Failure) -> AsyncIterator[PageFailureItem]:
         request = failure.request
-        await _close_page(request.meta)
+        await self._close_page(request.meta)
         reason = failure_reason(failure)
         log.warning("page %s not fetched: %s", request.url, reason)
         yield self._failure(request.url, reason)
+
+    async def _close_page(self, meta: dict) -> None:
+        """Close the Playwright page a browser request kept for its callback (callbacks and errbacks alike);
+        counted as ``copywatch/browser_pages_closed`` (beside scrapy-playwright's ``playwright/page_count``)."""
+        page = meta.pop("playwright_page", None)
+        if page is not None:
+            await page.close()
+            self.crawler.stats.inc_value("copywatch/browser_pages_closed")
 
     def _failure(self, url: str, reason: str) -> PageFailureItem:
         return PageFailureItem(url=url, reason=reason, shop=self.shop, target_id=self.target_id, run_id=self.run_id, seen=self.seen)
@@ -279,13 +303,6 @@ class ShopSpider(scrapy.Spider):
         log.info("closed (%s): %d product pages scheduled", reason, len(self._products))
         if path:
             write_stats(Path(path), stats)
-
-
-async def _close_page(meta: dict) -> None:
-    """Close the Playwright page a browser request kept for its callback (callbacks and errbacks alike)."""
-    page = meta.pop("playwright_page", None)
-    if page is not None:
-        await page.close()
 
 
 def _header(response: Response, name: bytes) -> str | None:

@@ -169,6 +169,20 @@ def cmd_rematch(args) -> int:
     return 0
 
 
+def _count_at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum`` (a crawl limit; 0 pages is not "no limit")."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
+        return number
+
+    return parse
+
+
 def _target(sub) -> None:
     from crawler.platforms import PLATFORMS
 
@@ -179,8 +193,9 @@ def _target(sub) -> None:
     a.add_argument("url", help="start URL: the shop's home or a category listing")
     a.add_argument("--platform", default="cafe24", choices=PLATFORMS,
                    help="shop platform (default cafe24); Coupang is refused (its robots.txt disallows generic agents)")
-    a.add_argument("--max-pages", type=int, default=500, help="product pages per crawl (default 500)")
-    a.add_argument("--max-depth", type=int, default=4, help="link depth from the start URL (default 4)")
+    a.add_argument("--max-pages", type=_count_at_least(1), default=500, help="product pages per crawl, at least 1 (default 500)")
+    a.add_argument("--max-depth", type=_count_at_least(0), default=4,
+                   help="listing links followed from the start URL; 0: the start page's products only (default 4)")
     a.set_defaults(func=cmd_target_add)
     ls = tsub.add_parser("list", help="list crawl targets")
     ls.set_defaults(func=cmd_target_list)
@@ -201,7 +216,7 @@ def cmd_target_add(args) -> int:
     db = _db(load_settings())
     with db.session() as s:
         t = upsert_target(s, args.name, args.url, args.platform, args.max_pages, args.max_depth)
-        print(f"target {t.name} (id {t.id}): {t.start_url} [{t.platform}]")
+        print(f"target {t.name} (id {t.id}): {t.start_url} [{t.platform}] max pages {t.max_pages}, max depth {t.max_depth}")
     return 0
 
 
@@ -213,7 +228,8 @@ def cmd_target_list(args) -> int:
     db = _db(load_settings())
     with db.session() as s:
         for t in s.scalars(select(CrawlTarget).order_by(CrawlTarget.id)):
-            print(f"{t.id}\t{t.name}\t{t.platform}\t{t.start_url}\t{'enabled' if t.enabled else 'disabled'}")
+            print(f"{t.id}\t{t.name}\t{t.platform}\t{t.start_url}\tmax_pages={t.max_pages}\tmax_depth={t.max_depth}"
+                  f"\t{'enabled' if t.enabled else 'disabled'}")
     return 0
 
 
