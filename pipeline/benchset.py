@@ -59,6 +59,10 @@ SIZES = {
 }
 
 
+#: Suspects in the unrelated set, per size.
+UNRELATED = {"small": 24, "full": 1000}
+
+
 @dataclass(frozen=True)
 class Photo:
     """A source photo: file, its name in the sets (`<folder>/<relative path>`) and its style key."""
@@ -434,19 +438,65 @@ def build_combined(dataset: Path, parts: dict[str, Path]) -> dict[str, int]:
     return counts
 
 
+# ------------------------------------------------------------------------------- unrelated
+
+
+def _unrelated_photo_task(task: tuple[Path, int, str, Photo]) -> list[dict[str, Any]]:
+    dataset, seed, query, photo = task
+    copy, ops = photo_copy(load_photo(photo.path), item_rng(seed, "unrelated", query))
+    save_query(copy.image, dataset / query)
+    return [{"query": query, "kind": "unrelated-photo", "source": photo.name, "gallery": None, "ops": ops}]
+
+
+def build_unrelated(dataset: Path, combined: Path, photos: Sequence[Photo], size: BenchSize, seed: int, workers: int,
+                    total: int = 1000) -> dict[str, int]:
+    """unrelated: the combined gallery, and ``total`` suspects none of which copies it.
+
+    Half are photos left out of every gallery (each in two transformed versions, as type1 makes
+    copies; colour variants and other shots of gallery products included), half are parts of new
+    pages composed from those photos under the same brands, so they share the gallery pages'
+    header and shipping notice. A matcher should report no finding on any of them.
+    """
+    for path in sorted((combined / "gallery").rglob("*")):
+        if path.is_file():
+            link_or_copy(path, dataset / "gallery" / path.relative_to(combined / "gallery"))
+    rng = item_rng(seed, "unrelated", "plan")
+    pool = list(photos)
+    rng.shuffle(pool)
+    n_photo = min(total // 2, 2 * len(pool))
+    photo_tasks = [(dataset, seed, f"queries/u-photo-{i:05d}.jpg", pool[i % len(pool)]) for i in range(n_photo)]
+    n_pages = max(1, (total - n_photo) // 8)
+    brands = max(2, min(len(BRANDS), (size.t2_pages + size.t2_decoy_pages) // 25))
+    counts = spread(total - n_photo, n_pages)
+    page_tasks, used = [], 0
+    for index in range(n_pages):
+        page_photos = tuple(rng.sample(pool, min(3, len(pool))))
+        queries = tuple(f"queries/u-page-{used + j:05d}.jpg" for j in range(counts[index]))
+        used += counts[index]
+        page_tasks.append(PageTask(dataset=dataset, seed=seed + 7919, page_id=f"unrelated-{index:04d}", photos=page_photos,
+                                   brand=index % brands, gallery=None, queries=queries, heights=size.page_heights))
+    meta = run_tasks(_unrelated_photo_task, photo_tasks, workers) + run_tasks(_t2_task, page_tasks, workers)
+    write_truth(dataset, [])
+    write_meta(dataset, meta)
+    out = {"gallery": sum(1 for p in (dataset / "gallery").rglob("*") if p.is_file()), "photo_queries": n_photo,
+           "page_queries": total - n_photo, "source_photos": len(pool)}
+    logger.info("unrelated: %s", out)
+    return out
+
+
 # ------------------------------------------------------------------------------------- entry
 
 
 def build_bench(out: Path, photo_dirs: Sequence[Path], *, seed: int = 0, size: str = "full",
                 workers: int | None = None) -> dict[str, Any]:
-    """Build OUT/type1, OUT/type2 and OUT/combined; returns a summary (also written to OUT/bench.json)."""
+    """Build OUT/type1, OUT/type2, OUT/combined and OUT/unrelated; returns a summary (also written to OUT/bench.json)."""
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {sorted(SIZES)}")
     spec = SIZES[size]
     workers = workers or os.cpu_count() or 1
     started = time.perf_counter()
     out = Path(out)
-    for name in ("type1", "type2", "combined"):
+    for name in ("type1", "type2", "combined", "unrelated"):
         if (out / name).exists():
             shutil.rmtree(out / name)
     photos = dedupe(collect_photos(photo_dirs), workers)
@@ -458,6 +508,12 @@ def build_bench(out: Path, photo_dirs: Sequence[Path], *, seed: int = 0, size: s
     summary["type1"] = build_type1(out / "type1", t1_photos, spec, seed, workers)
     summary["type2"] = build_type2(out / "type2", t2_photos, spec, seed, workers)
     summary["combined"] = build_combined(out / "combined", {"t1": out / "type1", "t2": out / "type2"})
+    # Photos in no gallery: type1's left-out photos and the type2 decoys' photos.
+    in_gallery = {p.name for p in t1_photos if (out / "type1" / "gallery" / p.name).exists()}
+    in_gallery |= {p.name for task in plan_type2(out / "type2", t2_photos, spec, seed) if task.gallery for p in task.photos}
+    left_out = [p for p in photos if p.name not in in_gallery]
+    summary["unrelated"] = build_unrelated(out / "unrelated", out / "combined", left_out, spec, seed, workers,
+                                           total=UNRELATED[size])
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (out / "bench.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     logger.info("bench built in %s in %.1f s", out, summary["seconds"])

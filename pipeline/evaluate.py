@@ -17,9 +17,9 @@ from pipeline.embed import Embedder
 from pipeline.gallery import iter_image_files
 from pipeline.index import TileIndex
 from pipeline.local import LocalFeatures, VoteIndex, extract
-from pipeline.match import Match, MatchParams, Query, frequent_regions, rank_gallery
+from pipeline.match import Match, MatchParams, Query, explain_away, frequent_regions, rank_gallery
 from pipeline.gallery import template_regions
-from pipeline.verify import PHOTO_RATIO, covered_share
+from pipeline.verify import PHOTO_RATIO, PixelCache, covered_share
 from pipeline.metrics import Scored, at_threshold, micro_ap, rank_k, recall_at_precision
 from pipeline.tilecache import embed_tiles
 from pipeline.tiling import GALLERY_TILING, QUERY_TILING
@@ -62,6 +62,7 @@ class _Gallery:
         self.root, self.names, self.size = root, names, size
         self._cache: OrderedDict[int, Image.Image] = OrderedDict()
         self._features: dict[int, LocalFeatures] = {}
+        self.pixels = PixelCache(self.image)
 
     def features(self, gid: int) -> LocalFeatures:
         if gid not in self._features:
@@ -85,6 +86,25 @@ def _without_boilerplate(m: Match, frequent: dict[int, list], params: MatchParam
     return m
 
 
+def read_scored(eval_dir: Path) -> tuple[str, list[Scored], dict[str, set[str]]]:
+    """An eval's output folder as (dataset path, scored rows, truth), for threshold calibration."""
+    metrics = json.loads((Path(eval_dir) / "metrics.json").read_text(encoding="utf-8"))
+    if "dataset" not in metrics:
+        raise ValueError(f"{eval_dir}/metrics.json does not name its dataset: re-run copywatch eval")
+    ds = Dataset.load(Path(metrics["dataset"]))
+    with open(Path(eval_dir) / "rankings.csv", newline="", encoding="utf-8") as f:
+        rows = [Scored(r["query"], r["gallery"], float(r["score"])) for r in csv.DictReader(f)]
+    return metrics["dataset"], rows, ds.truth
+
+
+def _as_reported(ranked: list[Match]) -> list[Match]:
+    """The ranking as the daily run would report it: a verified match whose suspect region lies
+    inside a better match's (:func:`explain_away`) is no finding, and ranks with score 0."""
+    kept = {id(m) for m in explain_away([m for m in ranked if m.verified])}
+    out = [m if id(m) in kept or not m.verified else replace(m, score=0.0) for m in ranked]
+    return sorted(out, key=lambda m: (-m.score, -m.cosine))
+
+
 def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params: MatchParams = MatchParams()) -> dict:
     """Write ``out/rankings.csv`` and ``out/metrics.json``; return the metrics."""
     ds = Dataset.load(root)
@@ -94,10 +114,13 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
     t0 = time.perf_counter()
     gallery = _Gallery(ds.root, ds.gallery)
     vecs, owners, boxes, bad = [], [], [], []
+    sizes: dict[int, tuple[int, int]] = {}
     for gid, name in enumerate(ds.gallery):
         try:
+            sizes[gid] = gallery.image(gid).size
             tv = embed_tiles(gallery.image(gid), GALLERY_TILING, embedder)
             gallery.features(gid)
+            gallery.pixels.put(gid, gallery.image(gid))
         except images.BadImage as e:
             log.warning("gallery image skipped: %s: %s", name, e.reason)
             bad.append(name)
@@ -108,8 +131,8 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
         if (gid + 1) % 50 == 0 or gid + 1 == len(ds.gallery):
             log.info("gallery: %d/%d images embedded", gid + 1, len(ds.gallery))
     good = [gid for gid in range(len(ds.gallery)) if ds.gallery[gid] not in bad]
-    page_vectors = {gid: v for gid, v in zip(good, vecs) if gallery.image(gid).height > PHOTO_RATIO * gallery.image(gid).width}
-    templates = template_regions(list(page_vectors), page_vectors, gallery.image, gallery.features)
+    pages = [gid for gid in good if sizes[gid][1] > PHOTO_RATIO * sizes[gid][0]]
+    templates = template_regions(pages, gallery.features, gallery.pixels)
     index = TileIndex(np.concatenate(vecs), np.concatenate(owners), np.concatenate(boxes), templates=templates)
     votes = VoteIndex.build({gid: gallery.features(gid) for gid in good})
     t_gallery = time.perf_counter() - t0
@@ -137,7 +160,7 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
         w = csv.writer(f)
         w.writerow(["query", "rank", "gallery", "score"])
         for q, ranked in ranked_all.items():
-            ranked = sorted((_without_boilerplate(m, frequent, params) for m in ranked), key=lambda m: (-m.score, -m.cosine))
+            ranked = _as_reported([_without_boilerplate(m, frequent, params) for m in ranked])
             rankings[q] = [ds.gallery[m.gallery_id] for m in ranked]
             for r, m in enumerate(ranked, 1):
                 w.writerow([q, r, ds.gallery[m.gallery_id], f"{m.score:.6f}"])
@@ -146,6 +169,7 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
 
     precision, recall, n_pred = at_threshold(rows, ds.truth, threshold)
     metrics = {
+        "dataset": str(ds.root.resolve()),
         "rank1": rank_k(rankings, ds.truth, 1),
         "rank10": rank_k(rankings, ds.truth, 10),
         "uap": micro_ap(rows, ds.truth),
@@ -168,5 +192,7 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
         },
         "skipped_gallery": bad,
     }
+    # A set without copies (the unrelated set) has no rank or precision figures: null, not NaN.
+    metrics = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
     return metrics

@@ -17,7 +17,7 @@ from pipeline.repo import add_gallery_image, get_client
 from pipeline.store import ContentStore
 from pipeline.tilecache import embed_image
 from pipeline.tiling import GALLERY_TILING, TilingParams
-from pipeline.verify import shared_regions
+from pipeline.verify import PixelCache, shared_regions
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class ClientGallery:
         self._cache_size = cache_size
         self._features = {g.id: cached_extract(settings.home, g.sha256, lambda g=g: self.image(g.id)) for g in rows}
         self.votes = VoteIndex.build(self._features)
+        self.pixels = PixelCache(self.image)
 
     def image(self, gallery_id: int):
         if gallery_id in self._images:
@@ -135,41 +136,83 @@ def client_index(s: Session, settings: Settings, client: Client, embedder: Embed
         vecs.append(tv.vectors)
         owners.append(np.full(len(tv), g.id, dtype=np.int64))
         boxes.append(tv.boxes)
+    from pipeline.local import cached_extract
+
     dim = embedder.dim
-    load = lambda gid: images.decode(store.path(by_id[gid].sha256), max_pixels=settings.max_image_pixels)  # noqa: E731
     by_id = {g.id: g for g in rows}
+    load = lambda gid: images.decode(store.path(by_id[gid].sha256), max_pixels=settings.max_image_pixels)  # noqa: E731
     pages = [g.id for g in rows if g.height > params.whole_ratio * g.width]
-    page_vectors = {gid: v for gid, v in zip((g.id for g in rows), vecs) if gid in pages}
+    page_features = lambda gid: cached_extract(settings.home, by_id[gid].sha256, lambda: load(gid))  # noqa: E731
     idx = TileIndex(
         np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32),
         np.concatenate(owners) if owners else np.zeros(0, np.int64),
         np.concatenate(boxes) if boxes else np.zeros((0, 4), np.int32),
         fp,
-        template_regions(pages, page_vectors, load),
+        template_regions(pages, page_features, PixelCache(load)),
     )
     idx.save(path)
     log.info("indexed %d tiles of %d gallery images for %s (%d template regions)", len(idx), len(rows), client.slug, len(idx.templates))
     return idx
 
 
-def template_regions(pages: list[int], vectors: dict[int, np.ndarray], load, features=None, neighbours: int = 3, min_correlation: float = 0.85) -> np.ndarray:
+def _page_band(box, size: tuple[int, int], pad: float = 0.05) -> tuple[int, int, int, int]:
+    """A template region as the full-width band of the page it spans, padded by ``pad`` of the
+    page width above and below: a header or notice spans the page, but its keypoints (the box
+    found) stop short of its plain margins."""
+    w, h = size
+    m = int(pad * w)
+    return (0, max(0, int(box[1]) - m), w, min(h, int(box[3]) + m))
+
+
+def template_regions(
+    pages: list[int],
+    features,
+    pixels,
+    neighbours: int = 3,
+    min_correlation: float = 0.85,
+    similarity: float = 0.9,
+    k: int = 8,
+) -> np.ndarray:
     """Regions a client's detail pages share with each other: their template.
 
-    Each page is compared with its ``neighbours`` most similar pages (by tile similarity), and
-    every region the two share pixel for pixel (sequential RANSAC, aligned correlation at least
-    ``min_correlation``) is recorded on both pages as rows (gallery id, x0, y0, x1, y1).
+    The strongest descriptors of all pages go into one index; each page's descriptors find their
+    near-exact twins (RootSIFT similarity at least ``similarity``) on other pages. Each page is
+    then compared with the ``neighbours`` pages holding most twins, band by band, on those twins
+    only (:func:`pipeline.verify.shared_regions`); every region the two share pixel for pixel
+    (aligned correlation at least ``min_correlation``, no colour change) is recorded on both
+    pages as rows (gallery id, x0, y0, x1, y1): the full-width band it spans, slightly padded. ``features`` and ``pixels`` map a gallery id to
+    its local features and its :class:`pipeline.verify.Pixels` (or image).
     """
+    from pipeline.local import VOTE_PER_BLOCK, VoteIndex
+
     rows: list[tuple[int, ...]] = []
+    if len(pages) < 2:
+        return np.zeros((0, 5), np.int64)
+    strongest = {gid: features(gid).strongest(VOTE_PER_BLOCK) for gid in pages}
+    index = VoteIndex(np.concatenate([features(g).desc[strongest[g]] for g in pages]),
+                      np.concatenate([np.full(len(strongest[g]), g, np.int64) for g in pages]))
+    keypoint = np.concatenate([strongest[g] for g in pages])
     done: set[tuple[int, int]] = set()
-    for a in pages:
-        sims = sorted(((float((vectors[a] @ vectors[b].T).max()), b) for b in pages if b != a), reverse=True)
-        for _, b in sims[:neighbours]:
-            if (a, b) in done:
+    for n, a in enumerate(pages, 1):
+        fa = features(a)
+        sims, hits = index.search(fa.desc[strongest[a]], k)
+        twins: dict[int, list[tuple[int, int, float]]] = {}
+        for j, (srow, hrow) in enumerate(zip(sims, hits)):
+            for sim, hit in zip(srow, hrow):
+                b = int(index.owners[hit]) if hit >= 0 else a
+                if b != a and sim >= similarity:
+                    twins.setdefault(b, []).append((int(strongest[a][j]), int(keypoint[hit]), float(np.sqrt(max(0.0, 2 - 2 * sim)))))
+        for b in sorted(twins, key=lambda g: -len(twins[g]))[:neighbours]:
+            if (a, b) in done or len(twins[b]) < 12:
                 continue
             done.add((a, b))
-            pair_features = (features(a), features(b)) if features else None
-            for v in shared_regions(load(a), load(b), features=pair_features):
+            arr = np.array(twins[b], dtype=np.float64)
+            matches = (arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2].astype(np.float32))
+            pa, pb = pixels(a), pixels(b)
+            for v in shared_regions(pa, pb, features=(fa, features(b)), matches=matches):
                 if v.correlation >= min_correlation and v.colour_mismatch < 0.05:
-                    rows.append((a, *v.query_box))
-                    rows.append((b, *v.gallery_box))
+                    rows.append((a, *_page_band(v.query_box, pa.size)))
+                    rows.append((b, *_page_band(v.gallery_box, pb.size)))
+        if n % 50 == 0 or n == len(pages):
+            log.info("templates: %d/%d pages compared, %d shared regions", n, len(pages), len(rows) // 2)
     return np.array(rows, np.int64).reshape(-1, 5)

@@ -16,6 +16,9 @@ WORK_WIDTH, MAX_UPSCALE = 640, 2.0
 PER_BLOCK = 1500
 #: Of those, the strongest this many per block go into the voting index.
 VOTE_PER_BLOCK = 300
+#: A query votes with more of its keypoints: a small copy framed by the copier's banners has
+#: its strongest points on the banner text, not on the product.
+QUERY_VOTES_PER_BLOCK = 900
 #: RootSIFT similarity (inner product) from which two descriptors can count as the same point.
 VOTE_SIMILARITY = 0.8
 #: A neighbour votes only if it is this much closer than the farthest of the k retrieved
@@ -71,6 +74,36 @@ def root_sift(desc: np.ndarray) -> np.ndarray:
     return np.sqrt(d)
 
 
+def _mirror_permutation() -> np.ndarray:
+    """Where each entry of a SIFT descriptor goes when the image is flipped left-right.
+
+    OpenCV lays a descriptor out as 4 x 4 spatial cells (rows along the keypoint's normal, columns
+    along its orientation) x 8 gradient-orientation bins relative to the keypoint's orientation.
+    Flipping the image negates every angle: the keypoint's orientation and the gradients' both,
+    so the relative bin o becomes (8 - o) mod 8, and the cell rows swap (r becomes 3 - r) while
+    columns stay. The permutation is its own inverse.
+    """
+    perm = np.empty(128, np.int64)
+    for r in range(4):
+        for c in range(4):
+            for o in range(8):
+                perm[(r * 4 + c) * 8 + o] = ((3 - r) * 4 + c) * 8 + (8 - o) % 8
+    return perm
+
+
+MIRROR = _mirror_permutation()
+
+
+def mirrored(features: LocalFeatures) -> LocalFeatures:
+    """The features of the left-right flipped image, without running SIFT again.
+
+    Keypoints keep their positions (in the original's coordinates); descriptors are permuted
+    (:data:`MIRROR`). On real photos a permuted descriptor is as close to the one SIFT computes
+    on the flipped image as two recompressions of one image are to each other (mean cosine 0.93).
+    """
+    return LocalFeatures(features.xy, features.desc[:, MIRROR], features.response, features.size, not features.mirrored)
+
+
 def extract(im: Image.Image, *, mirrored: bool = False) -> LocalFeatures:
     """SIFT on the image at working width, in vertical chunks so long pages stay bounded."""
     w, h = im.size
@@ -110,49 +143,111 @@ class VoteIndex:
     both ways), where a whole-tile embedding does not.
     """
 
-    def __init__(self, desc: np.ndarray, owners: np.ndarray) -> None:
+    def __init__(self, desc: np.ndarray, owners: np.ndarray, keypoints: np.ndarray | None = None) -> None:
         import faiss
 
         self.owners = owners.astype(np.int64)
+        #: Index of each row's keypoint in its image's features (where a vote lands).
+        self.keypoints = keypoints.astype(np.int64) if keypoints is not None else np.full(len(owners), -1, np.int64)
         self.size = len(owners)
         d = 128
-        if self.size > 200_000:
-            nlist = int(4 * np.sqrt(self.size))
+        desc = np.ascontiguousarray(desc, dtype=np.float32)
+        if self.size > EXACT_LIMIT:
+            # Inverted lists: a query descriptor is compared only with the gallery descriptors of
+            # its NPROBE nearest of ~sqrt(n) cells. Exhaustive search costs O(n) per descriptor,
+            # which at 100k gallery descriptors is most of a query's time.
+            nlist = int(np.sqrt(self.size))
             quantizer = faiss.IndexFlatIP(d)
             self._index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            self._index.cp.niter = 10
             rng = np.random.default_rng(0)
-            self._index.train(desc[rng.choice(self.size, min(self.size, 50 * nlist), replace=False)])
-            self._index.nprobe = 16
+            self._index.train(desc[rng.choice(self.size, min(self.size, 40 * nlist), replace=False)])
+            self._index.nprobe = NPROBE
         else:
             self._index = faiss.IndexFlatIP(d)
         if self.size:
-            self._index.add(np.ascontiguousarray(desc, dtype=np.float32))
+            self._index.add(desc)
 
     @classmethod
     def build(cls, features: dict[int, LocalFeatures]) -> "VoteIndex":
-        descs, owners = [], []
+        descs, owners, keypoints = [], [], []
         for gid, feats in features.items():
             idx = feats.strongest(VOTE_PER_BLOCK)
             descs.append(feats.desc[idx])
             owners.append(np.full(len(idx), gid, np.int64))
+            keypoints.append(idx)
         if not descs:
             return cls(np.zeros((0, 128), np.float32), np.zeros(0, np.int64))
-        return cls(np.concatenate(descs), np.concatenate(owners))
+        return cls(np.concatenate(descs), np.concatenate(owners), np.concatenate(keypoints))
+
+    def search(self, desc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inner products and rows of the ``k`` nearest gallery descriptors (rows -1 when fewer)."""
+        if self.size == 0 or len(desc) == 0:
+            return np.zeros((len(desc), 0), np.float32), np.zeros((len(desc), 0), np.int64)
+        return self._index.search(np.ascontiguousarray(desc, dtype=np.float32), min(k, self.size))
 
     def votes(self, query: LocalFeatures, k: int = 5) -> dict[int, int]:
         """Votes per gallery image id for the query's strongest descriptors."""
+        return self.cast(query, k, both=False).counts[query.mirrored]
+
+    def votes_both_ways(self, query: LocalFeatures, k: int = 5) -> dict[bool, dict[int, int]]:
+        """Votes per gallery image id, for the query as given and mirrored, in one search."""
+        return self.cast(query, k).counts
+
+    def cast(self, query: LocalFeatures, k: int = 5, both: bool = True) -> "Votes":
+        """The query's votes (as given and, with ``both``, mirrored) with where each one landed."""
+        votes = Votes({query.mirrored: {}, not query.mirrored: {}}, {})
         if self.size == 0 or len(query) == 0:
-            return {}
-        q = query.desc[query.strongest(VOTE_PER_BLOCK)]
-        sims, rows = self._index.search(np.ascontiguousarray(q), min(k, self.size))
+            return votes
+        strongest = query.strongest(QUERY_VOTES_PER_BLOCK)
+        q = query.desc[strongest]
+        n = len(q)
+        if both:
+            q = np.concatenate([q, q[:, MIRROR]])
+        sims, rows = self.search(q, k)
         dist = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * sims))
-        counts: dict[int, int] = {}
-        for srow, drow, rrow in zip(sims, dist, rows):
-            far = drow[-1] if len(drow) >= k else np.inf
-            seen = {int(self.owners[r]) for s, d, r in zip(srow, drow, rrow) if r >= 0 and s >= VOTE_SIMILARITY and d < VOTE_RATIO * far}
-            for gid in seen:
-                counts[gid] = counts.get(gid, 0) + 1
-        return counts
+        far = dist[:, -1:] if rows.shape[1] >= k else np.full((len(q), 1), np.inf)
+        ok = (rows >= 0) & (sims >= VOTE_SIMILARITY) & (dist < VOTE_RATIO * far)
+        owners = np.where(ok, self.owners[np.maximum(rows, 0)], -1)
+        for flipped, lo, hi in ((False, 0, n), (True, n, len(q))):
+            part = owners[lo:hi]
+            if not len(part):
+                continue
+            orientation = query.mirrored != flipped
+            qrow = np.repeat(np.arange(len(part)), part.shape[1])
+            flat = part.ravel()
+            # One vote per query descriptor per image, however many of its neighbours that image holds.
+            pairs, first = np.unique(np.stack([qrow, flat], axis=1), axis=0, return_index=True)
+            keep = pairs[:, 1] >= 0
+            pairs, first = pairs[keep], first[keep]
+            gids, counts = np.unique(pairs[:, 1], return_counts=True)
+            votes.counts[orientation] = {int(g): int(c) for g, c in zip(gids, counts)}
+            landed = self.keypoints[np.maximum(rows[lo:hi].ravel()[first], 0)]
+            votes.hits[orientation] = (strongest[pairs[:, 0]], pairs[:, 1], landed)
+        return votes
+
+
+@dataclass
+class Votes:
+    """A query's votes: counts per orientation and gallery id, and for each vote the query
+    keypoint that cast it, the gallery image and the gallery keypoint it landed on (-1 unknown)."""
+
+    counts: dict[bool, dict[int, int]]
+    hits: dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+    def landed(self, mirrored: bool, gallery_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(query keypoint indices, gallery keypoint indices) of the votes for one image."""
+        if mirrored not in self.hits:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        q, g, kp = self.hits[mirrored]
+        sel = g == gallery_id
+        return q[sel], kp[sel]
+
+
+#: Up to this many gallery descriptors are searched exhaustively; above, with inverted lists.
+EXACT_LIMIT = 20_000
+#: Inverted lists visited per query descriptor.
+NPROBE = 8
 
 
 #: Bump when extraction changes: it keys the on-disk feature cache.

@@ -9,9 +9,9 @@ import numpy as np
 from PIL import Image
 
 from pipeline.index import TileIndex
-from pipeline.local import LocalFeatures, VoteIndex, extract
+from pipeline.local import LocalFeatures, VoteIndex, Votes, extract, mirrored as mirror_features
 from pipeline.tilecache import TileVectors
-from pipeline.verify import Box, Verification, covered_share, verify_features
+from pipeline.verify import PHOTO_RATIO, Box, Pixels, Verification, covered_share, verify_features
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _union(boxes: list[Box], size: tuple[int, int], margin: float) -> Box:
 class GallerySource(Protocol):
     """What matching needs of a client's gallery beyond its tile index."""
 
-    def image(self, gallery_id: int) -> Image.Image: ...
+    def pixels(self, gallery_id: int) -> Pixels: ...
 
     def features(self, gallery_id: int) -> LocalFeatures: ...
 
@@ -148,10 +148,19 @@ class Query:
     image: Image.Image
     tiles: TileVectors
     _features: dict[bool, LocalFeatures] = field(default_factory=dict)
+    _pixels: Pixels | None = None
+
+    @property
+    def pixels(self) -> Pixels:
+        if self._pixels is None:
+            self._pixels = Pixels.of(self.image)
+        return self._pixels
 
     def features(self, mirrored: bool) -> LocalFeatures:
+        if False not in self._features:
+            self._features[False] = extract(self.image)
         if mirrored not in self._features:
-            self._features[mirrored] = extract(self.image, mirrored=mirrored)
+            self._features[True] = mirror_features(self._features[False])
         return self._features[mirrored]
 
 
@@ -172,9 +181,10 @@ def rank_gallery(
     """
     by_tiles = {c.gallery_id: c for c in candidates(query.tiles, index, params)}
     voted: dict[int, tuple[int, bool]] = {}
-    if votes is not None:
-        for mirrored in (False, True):
-            for gid, n in votes.votes(query.features(mirrored)).items():
+    cast = votes.cast(query.features(False)) if votes is not None else None
+    if cast is not None:
+        for mirrored, counts in cast.counts.items():
+            for gid, n in counts.items():
                 if n >= params.min_votes and n > voted.get(gid, (0, False))[0]:
                     voted[gid] = (n, mirrored)
     order = [gid for gid, _ in sorted(voted.items(), key=lambda kv: -kv[1][0])][: params.max_candidates]
@@ -186,7 +196,11 @@ def rank_gallery(
         v = None
         if i < params.max_candidates + params.extra_tile_candidates:
             mirrored = voted[gid][1] if gid in voted else cand.mirrored
-            v = _verify(query, gallery, gid, cand if cand and cand.mirrored == mirrored and gid not in voted else None, mirrored)
+            if gid in voted:
+                greg = _vote_band(query, gallery, gid, mirrored, cast, index.template_boxes(gid))
+                v = verify_features(query.pixels, query.features(mirrored), gallery.pixels(gid), gallery.features(gid), gallery_region=greg)
+            else:
+                v = _verify(query, gallery, gid, cand if cand and cand.mirrored == mirrored else None, mirrored)
             log.debug("candidate gallery=%d votes=%s cosine=%.3f mirrored=%s inliers=%d corr=%.3f colour=%.3f",
                       gid, voted.get(gid, (0,))[0], cosine, mirrored, v.inliers, v.correlation, v.colour_mismatch)
         score = verified_score(v, params.min_inliers) if v else 0.0
@@ -197,15 +211,48 @@ def rank_gallery(
     return sorted(ranked, key=_rank_key)[:top]
 
 
+def _vote_band(query: Query, gallery: GallerySource, gid: int, mirrored: bool, cast: Votes, template: list[Box]) -> Box | None:
+    """On a long protected page, the band where the query's votes landed; None for a photo.
+
+    Matching a copied segment against all of a long page's keypoints drowns its matches in
+    look-alikes from the rest of the page (the ratio test fails); the votes say where to look.
+    Votes landing in the client's template are ignored when others exist. The band is the
+    densest stretch of votes, grown to every stretch with a fair share of them that a copy of
+    the query's height could reach, plus half a page width on each side.
+    """
+    gw, gh = gallery.pixels(gid).size
+    if gh <= PHOTO_RATIO * gw:
+        return None
+    _, landed = cast.landed(mirrored, gid)
+    landed = landed[landed >= 0]
+    if len(landed) == 0:
+        return None
+    xy = gallery.features(gid).xy[landed]
+    if template:
+        outside = np.array([covered_share((int(x), int(y), int(x) + 1, int(y) + 1), template) == 0.0 for x, y in xy])
+        if outside.any():
+            xy = xy[outside]
+    bin_h = gw / 2
+    bins = (xy[:, 1] // bin_h).astype(int)
+    counts = np.bincount(bins)
+    peak = int(counts.argmax())
+    qw, qh = query.image.size
+    reach = qh * gw / qw * 1.7 / bin_h + 1  # a copy cropped to 60% of the width is 1.7x taller in page pixels
+    keep = [b for b in np.flatnonzero(counts >= max(2, 0.15 * counts[peak])) if abs(b - peak) <= reach] or [peak]
+    y0 = max(0, int((min(keep) - 0.5) * bin_h))
+    y1 = min(gh, int((max(keep) + 1.5) * bin_h))
+    return (0, y0, gw, y1)
+
+
 def _verify(query: Query, gallery: GallerySource, gid: int, cand: Candidate | None, mirrored: bool) -> Verification:
     """Verify one candidate: around the tile pairs that proposed it, or whole images."""
-    g_image = gallery.image(gid)
+    g_pixels = gallery.pixels(gid)
     qreg = greg = None
     if cand is not None:
         strong = [p for p in cand.pairs if p[2] >= cand.score - 0.1]
         qreg = _union([p[0] for p in strong], query.image.size, 0.25)
-        greg = _union([p[1] for p in strong], g_image.size, 0.25)
-    return verify_features(query.image, query.features(mirrored), g_image, gallery.features(gid), query_region=qreg, gallery_region=greg)
+        greg = _union([p[1] for p in strong], g_pixels.size, 0.25)
+    return verify_features(query.pixels, query.features(mirrored), g_pixels, gallery.features(gid), query_region=qreg, gallery_region=greg)
 
 
 def _rank_key(m: Match) -> tuple:

@@ -65,3 +65,40 @@ def at_threshold(rows: list[Scored], truth: dict[str, set[str]], threshold: floa
     precision = tp / len(picked) if picked else 1.0
     recall = tp / n_pos if n_pos else float("nan")
     return precision, recall, len(picked)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The report threshold chosen from scored sets, and what it gives on each."""
+
+    threshold: float
+    target_precision: float
+    #: Per set: (name, precision, recall, predictions) at ``threshold``.
+    sets: list[tuple[str, float, float, int]]
+
+
+def calibrate_threshold(sets: dict[str, tuple[list[Scored], dict[str, set[str]]]], target_precision: float = 0.99,
+                        floor: float = 0.05) -> Calibration:
+    """The lowest threshold (at least ``floor``) from which every set keeps precision at least
+    ``target_precision`` at this and every higher cut-off, and a set without copies (unrelated
+    suspects) has no prediction at all.
+
+    Scanning from the top score down, a candidate is kept only while every set stays within the
+    target, so a threshold is never picked inside a dip of the precision curve.
+    """
+    candidates = sorted({r.score for rows, _ in sets.values() for r in rows if r.score >= floor} | {floor}, reverse=True)
+    chosen = float(np.nextafter(candidates[0], np.inf))  # above every score: nothing reported
+    for t in candidates:
+        ok = True
+        for rows, truth in sets.values():
+            precision, _, n = at_threshold(rows, truth, t)
+            has_copies = any(truth.values())
+            if (has_copies and precision < target_precision) or (not has_copies and n > 0):
+                ok = False
+                break
+        if not ok:
+            break
+        chosen = t
+    # Just above the worst kept score would also do; the threshold is the lowest score kept.
+    figures = [(name, *at_threshold(rows, truth, chosen)) for name, (rows, truth) in sets.items()]
+    return Calibration(float(chosen), target_precision, figures)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from pipeline.local import LocalFeatures, extract, root_sift
 
@@ -35,7 +35,8 @@ class Verification:
     rejected: str = ""
     #: Normalised cross-correlation of the aligned regions (1 for an exact copy).
     correlation: float = 0.0
-    #: Share of textured protected pixels that disagree anywhere the aligned images overlap.
+    #: Share of protected content pixels (textured, or not plain backdrop) that disagree anywhere
+    #: the aligned images overlap.
     disagreement: float = 0.0
     #: The protected image is a photo (not a long detail page, which a copier extends with
     #: banners that then overlap other parts of the page).
@@ -48,9 +49,16 @@ class Verification:
 
 #: Lab chroma distance (OpenCV 8-bit Lab units) above which two aligned pixels differ in colour.
 CHROMA_TOLERANCE = 18.0
+#: Chroma distance of a recoloured patch, and how much more such a patch counts than scattered
+#: colour mismatch (a recolour is deliberate: 1% of the region recoloured is a variant).
+RECOLOUR_CHROMA, RECOLOUR_WEIGHT = 24.0, 6.0
+#: Largest global colour cast (shift of the a, b plane) a copier's correction may explain.
+MAX_CAST = 4.0
 #: Lab distance (after global correction) above which aligned pixels disagree, and the Sobel
 #: gradient above which a pixel counts as textured.
 DISAGREE_TOLERANCE, TEXTURE_GRADIENT = 20.0, 12.0
+#: 8-bit Lab lightness from which a flat, nearly neutral pixel is backdrop, not content.
+BACKDROP_LIGHTNESS = 232
 #: A protected image at most this many times as tall as wide is a photo, not a detail page.
 PHOTO_RATIO = 1.5
 #: Allowed scale between a copy and its original (a copier resizes, rarely more than this).
@@ -77,17 +85,79 @@ def _detector():
     return _sift
 
 
-def _prepare(im: Image.Image, region: Box, max_w: int, max_h: int, mirror: bool) -> tuple[np.ndarray, float]:
-    """The region as an RGB array, mirrored if asked, scaled to fit; and the scale factor."""
-    crop = im.crop(region)
-    if mirror:
-        crop = ImageOps.mirror(crop)
-    w, h = crop.size
+@dataclass(frozen=True)
+class Pixels:
+    """An image as the pixel checks see it: RGB at ``scale`` of the original (at most the
+    working width, so a gallery can keep many in memory), and the original's size.
+
+    Regions and results stay in original pixels; only the array is smaller.
+    """
+
+    rgb: np.ndarray  # (h, w, 3) uint8
+    scale: float
+    size: tuple[int, int]
+
+    @classmethod
+    def of(cls, im: "Image.Image | Pixels", max_w: int | None = WORK_WIDTH) -> "Pixels":
+        if isinstance(im, Pixels):
+            return im
+        w, h = im.size
+        s = min(1.0, max_w / w) if max_w else 1.0
+        if s < 1.0:
+            im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR)
+        return cls(np.asarray(im.convert("RGB")), s, (w, h))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.rgb.nbytes)
+
+
+class PixelCache:
+    """:class:`Pixels` of gallery images by id, decoded on first use; the least recently used
+    are dropped beyond a memory budget (a 640 px wide detail page is about 10 MB)."""
+
+    def __init__(self, load, budget_bytes: int = 1_500_000_000) -> None:
+        from collections import OrderedDict
+
+        self._load, self._budget = load, budget_bytes
+        self._items: OrderedDict = OrderedDict()
+        self._bytes = 0
+
+    def __call__(self, key) -> Pixels:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        pix = Pixels.of(self._load(key))
+        self._items[key] = pix
+        self._bytes += pix.nbytes
+        while self._bytes > self._budget and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.nbytes
+        return pix
+
+    def put(self, key, im: Image.Image) -> None:
+        """Keep an image already decoded for another purpose."""
+        if key not in self._items:
+            pix = Pixels.of(im)
+            self._items[key] = pix
+            self._bytes += pix.nbytes
+
+
+def _prepare(pix: Pixels, region: Box, max_w: int, max_h: int, mirror: bool) -> tuple[np.ndarray, float]:
+    """The region as an RGB array, mirrored if asked, scaled to fit; and its scale factor
+    relative to the original image."""
+    x0, y0, x1, y1 = region
+    w, h = x1 - x0, y1 - y0
     # Small images are enlarged (up to 2x) so that SIFT finds enough keypoints on them.
     f = min(MAX_UPSCALE, max_w / w, max_h / h)
-    if f != 1.0:
-        crop = crop.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BILINEAR)
-    return np.asarray(crop.convert("RGB")), f
+    s = pix.scale
+    crop = pix.rgb[int(y0 * s): max(int(y0 * s) + 1, round(y1 * s)), int(x0 * s): max(int(x0 * s) + 1, round(x1 * s))]
+    if mirror:
+        crop = crop[:, ::-1]
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    if size != (crop.shape[1], crop.shape[0]):
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if f < s else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(crop), f
 
 
 def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.ndarray, hull: np.ndarray) -> tuple[float, float, float]:
@@ -105,7 +175,7 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
       on a neutral background with its hue rotated is indistinguishable from another variant.
 
     Over the whole area where the two crops overlap once aligned, it also measures the share of
-    textured gallery pixels that disagree: a copy reproduces what it overlaps (a crop of a photo
+    content pixels of the gallery (textured, or not plain light backdrop) that disagree: a copy reproduces what it overlaps (a crop of a photo
     agrees wherever it lies), while two shots of one model in different clothes agree only at
     the face. Returns (correlation, colour mismatch, overlap disagreement).
     """
@@ -138,32 +208,59 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     la, lb = a[:, 0] - a[:, 0].mean(), b[:, 0] - b[:, 0].mean()
     denom = float(np.sqrt((la * la).sum() * (lb * lb).sum()))
     ncc = float((la * lb).sum() / denom) if denom > 1e-6 else 0.0
-    # Undo what a copier may do to the whole image: brightness and contrast (affine in L) and
-    # saturation (one scale of the (a, b) plane about its mean). What is left is local change.
-    slope, offset = _affine_coef(a[:, 0], b[:, 0], (0.5, 2.0))
-    ab_q, ab_g = a[:, 1:].mean(axis=0), b[:, 1:].mean(axis=0)
-    x, y = a[:, 1:] - ab_q, b[:, 1:] - ab_g
+    # Undo what a copier may do to the whole image: brightness and contrast (affine in L, with
+    # what the copy clipped to white or black left out of the fit) and
+    # saturation (one scale of the (a, b) plane about neutral grey, plus a slight colour cast).
+    # The scale is about neutral, not about each side's mean colour: a mean shift would absorb a
+    # garment that is blue in one shot and grey in the other. What is left is local change.
+    slope, offset = _lightness_map(b[:, 0], a[:, 0])
+    x, y = a[:, 1:] - 128.0, b[:, 1:] - 128.0
     var = float((x * x).sum())
     sat = float(np.clip((x * y).sum() / var, 0.5, 2.0)) if var > 1e-6 else 1.0
+    cast = np.clip((y - sat * x).mean(axis=0), -MAX_CAST, MAX_CAST)
 
     def residual(q: np.ndarray, g: np.ndarray) -> np.ndarray:
-        dl = slope * q[:, 0] + offset - g[:, 0]
-        dab = sat * (q[:, 1:] - ab_q) - (g[:, 1:] - ab_g)
+        dl = np.clip(slope * g[:, 0] + offset, 0.0, 255.0) - q[:, 0]
+        dab = sat * (q[:, 1:] - 128.0) + cast - (g[:, 1:] - 128.0)
         return np.sqrt(dl * dl + (dab * dab).sum(axis=1))
 
     mismatch = float((residual(a, b) > CHROMA_TOLERANCE).mean())
+    # A recoloured part (a waistband that is blue in one variant and yellow in the other) is a
+    # solid patch that is coloured on both sides, in different colours. Scattered JPEG or
+    # watermark residue is removed by the morphological opening; a copier's badge pasted over
+    # the white backdrop is not coloured on the protected side.
+    dab = sat * (lab_q[..., 1:] - 128.0) + cast - (lab_g[..., 1:] - 128.0)
+    coloured_q = np.hypot(lab_q[..., 1] - 128.0, lab_q[..., 2] - 128.0) > RECOLOUR_CHROMA / 2
+    coloured_g = np.hypot(lab_g[..., 1] - 128.0, lab_g[..., 2] - 128.0) > RECOLOUR_CHROMA / 2
+    recolour = (inside & coloured_q & coloured_g & (np.sqrt((dab * dab).sum(axis=2)) > RECOLOUR_CHROMA)).astype(np.uint8)
+    recolour = cv2.morphologyEx(recolour, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
+    mismatch = min(1.0, max(mismatch, RECOLOUR_WEIGHT * float(recolour.sum()) / float(inside.sum())))
     grey = lab_g[..., 0]
     textured = (np.abs(cv2.Sobel(grey, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(grey, cv2.CV_32F, 0, 1))) > TEXTURE_GRADIENT
-    over = valid & textured
+    # Content is what is textured or not the plain light backdrop of a product shot: a garment
+    # that is flat black in one shot and flat grey in the other counts, a white studio wall not.
+    chroma = np.abs(lab_g[..., 1] - 128.0) + np.abs(lab_g[..., 2] - 128.0)
+    backdrop = (grey >= BACKDROP_LIGHTNESS) & (chroma < 12.0)
+    over = valid & (textured | ~backdrop)
     disagreement = float((residual(lab_q[over], lab_g[over]) > DISAGREE_TOLERANCE).mean()) if over.sum() >= 100 else 0.0
     return ncc, mismatch, disagreement
 
 
-def _affine_coef(x: np.ndarray, y: np.ndarray, slope_range: tuple[float, float]) -> tuple[float, float]:
-    """Least-squares ``slope * x + offset`` approximating ``y``, slope clipped to a range."""
+def _lightness_map(g: np.ndarray, q: np.ndarray) -> tuple[float, float]:
+    """Least-squares ``q ~ clip(slope * g + offset, 0, 255)`` over the pixels the copy did not clip.
+
+    This is the map from the protected image's lightness to the copy's: a copier's brightness or
+    contrast change is affine, and brightening clips highlights to white (darkening clips shadows
+    to black), so pixels the copy shows saturated do not constrain the fit. A colour variant needs
+    more than this (a garment dark grey in one shot and black in the other, the skin unchanged).
+    """
+    free = (q > 2.0) & (q < 253.0)
+    if free.sum() < 50:
+        free = np.ones_like(q, bool)
+    x, y = g[free], q[free]
     xc = x - x.mean()
     var = float((xc * xc).sum())
-    slope = float(np.clip((xc * (y - y.mean())).sum() / var, *slope_range)) if var > 1e-6 else 1.0
+    slope = float(np.clip((xc * (y - y.mean())).sum() / var, 0.5, 2.0)) if var > 1e-6 else 1.0
     return slope, float(y.mean() - slope * x.mean())
 
 
@@ -184,18 +281,19 @@ class _Side:
     def detect(cls, im: Image.Image, region: Box | None, mirrored: bool, max_w: int, max_h: int, detector) -> "_Side":
         """Keypoints found on the prepared crop itself."""
         region = region or (0, 0, *im.size)
-        rgb, f = _prepare(im, region, max_w, max_h, mirrored)
+        rgb, f = _prepare(Pixels.of(im, None), region, max_w, max_h, mirrored)
         kp, desc = detector.detectAndCompute(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), None)
         pts = np.float32([k.pt for k in kp]).reshape(-1, 2)
         return cls(rgb, f, region, im.size, mirrored, pts, root_sift(desc) if desc is not None else np.zeros((0, 128), np.float32))
 
     @classmethod
-    def with_features(cls, im: Image.Image, region: Box | None, features: LocalFeatures, max_w: int, max_h: int) -> "_Side":
+    def with_features(cls, im: "Image.Image | Pixels", region: Box | None, features: LocalFeatures, max_w: int, max_h: int) -> "_Side":
         """Keypoints taken from features computed once for the whole image."""
-        region = region or (0, 0, *im.size)
-        rgb, f = _prepare(im, region, max_w, max_h, features.mirrored)
+        pix = Pixels.of(im)
+        region = region or (0, 0, *pix.size)
+        rgb, f = _prepare(pix, region, max_w, max_h, features.mirrored)
         sel = features.inside(region)
-        side = cls(rgb, f, region, im.size, features.mirrored, np.zeros((0, 2), np.float32), features.desc[sel])
+        side = cls(rgb, f, region, pix.size, features.mirrored, np.zeros((0, 2), np.float32), features.desc[sel])
         side.pts = side.to_crop(features.xy[sel])
         return side
 
@@ -212,22 +310,31 @@ class _Side:
         return (out * self.factor).astype(np.float32)
 
 
+def _ratio_matches(qdesc: np.ndarray, gdesc: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lowe's ratio test: (query index, gallery index, distance) of each query descriptor whose
+    nearest gallery descriptor is clearly nearer than the second."""
+    if len(qdesc) < 3 or len(gdesc) < 3:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(qdesc, gdesc, k=2)
+    rows = [(p[0].queryIdx, p[0].trainIdx, p[0].distance) for p in knn if len(p) == 2 and p[0].distance < ratio * p[1].distance]
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    arr = np.array(rows, dtype=np.float64)
+    return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2].astype(np.float32)
+
+
+def _one_to_one(qi: np.ndarray, ti: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep, for each gallery point, only its nearest query point: many query points on one
+    gallery point would let RANSAC fit a degenerate transform that collapses them all."""
+    order = np.argsort(dist, kind="stable")
+    _, first = np.unique(ti[order], return_index=True)
+    keep = order[first]
+    return qi[keep], ti[keep]
+
+
 def _good_matches(q: _Side, g: _Side, ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    if len(q.desc) < 3 or len(g.desc) < 3:
-        return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
-    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(q.desc, g.desc, k=2)
-    best: dict[int, cv2.DMatch] = {}
-    for pair in knn:
-        if len(pair) == 2 and pair[0].distance < ratio * pair[1].distance:
-            m = pair[0]
-            # One-to-one: many query points on one gallery point would let RANSAC fit a
-            # degenerate transform that collapses them all.
-            if m.trainIdx not in best or m.distance < best[m.trainIdx].distance:
-                best[m.trainIdx] = m
-    good = list(best.values())
-    pq = np.float32([q.pts[m.queryIdx] for m in good]).reshape(-1, 2)
-    pg = np.float32([g.pts[m.trainIdx] for m in good]).reshape(-1, 2)
-    return pq, pg
+    qi, ti = _one_to_one(*_ratio_matches(q.desc, g.desc, ratio))
+    return q.pts[qi].reshape(-1, 2), g.pts[ti].reshape(-1, 2)
 
 
 def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray) -> tuple[Verification, np.ndarray]:
@@ -287,9 +394,9 @@ def verify_pair(
 
 
 def verify_features(
-    query: Image.Image,
+    query: "Image.Image | Pixels",
     query_features: LocalFeatures,
-    gallery: Image.Image,
+    gallery: "Image.Image | Pixels",
     gallery_features: LocalFeatures,
     *,
     query_region: Box | None = None,
@@ -309,6 +416,7 @@ def shared_regions(
     b: Image.Image,
     *,
     features: tuple[LocalFeatures, LocalFeatures] | None = None,
+    matches: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     band: int = 480,
     min_inliers: int = 12,
     ratio: float = 0.8,
@@ -319,14 +427,26 @@ def shared_regions(
     Used on a client's own detail pages to find their common template (brand header, shipping
     and return notices), which must not make findings. Bands keep the header and the notice
     apart: they sit at different offsets on pages of different lengths.
+
+    ``matches`` (indices into ``a``'s and ``b``'s features, and distances) replaces the ratio-test
+    matching of all of ``a``'s descriptors against ``b``'s.
     """
     fa, fb = features or (extract(a), extract(b))
     g = _Side.with_features(b, None, fb, WORK_WIDTH, LONG_PAGE)
+    g.pts = g.to_crop(fb.xy)  # indexed like fb, whatever lies on the border
+    a = Pixels.of(a)
+    width, height = a.size
+    # A band's descriptors have the same nearest neighbours in b as the whole page's: match once.
+    qi, ti, dist = matches if matches is not None else _ratio_matches(fa.desc, fb.desc, ratio)
     found: list[Verification] = []
-    for top in range(0, max(1, a.height - band // 2), band // 2):
-        region = (0, top, a.width, min(a.height, top + band))
+    for top in range(0, max(1, height - band // 2), band // 2):
+        region = (0, top, width, min(height, top + band))
+        in_band = fa.inside(region)[qi] if len(qi) else np.zeros(0, bool)
+        if in_band.sum() < min_inliers:
+            continue
         q = _Side.with_features(a, region, fa, WORK_WIDTH, LONG_PAGE)
-        v, _ = _fit(q, g, *_good_matches(q, g, ratio))
+        bq, bt = _one_to_one(qi[in_band], ti[in_band], dist[in_band])
+        v, _ = _fit(q, g, q.to_crop(fa.xy[bq]), g.pts[bt].reshape(-1, 2))
         if v.ok and v.inliers >= min_inliers:
             found.append(v)
     return found

@@ -106,3 +106,20 @@ def test_too_few_photos_is_an_error(tmp_path: Path) -> None:
     Image.new("RGB", (50, 50), (200, 10, 10)).save(folder / "a.jpg")
     with pytest.raises(ValueError, match="too few"):
         benchset.build_bench(tmp_path / "out", [folder], size="small", workers=1)
+
+
+def test_unrelated_set_copies_nothing_of_the_combined_gallery(bench: Path) -> None:
+    unrelated, combined = bench / "unrelated", bench / "combined"
+    assert read_truth(unrelated) == []
+    assert digest(unrelated / "gallery") == digest(combined / "gallery")
+    meta = json.loads((unrelated / "meta.json").read_text(encoding="utf-8"))
+    queries = sorted(p.name for p in (unrelated / "queries").glob("*"))
+    assert len(queries) == benchset.UNRELATED["small"] == len(meta)
+    kinds = {m["kind"] for m in meta}
+    assert kinds == {"unrelated-photo", "noncopy"}  # left-out photos and parts of new pages
+    # No suspect photo is made from a photo in any gallery: neither type1's nor a type2 page's.
+    type1_gallery = {p.relative_to(bench / "type1" / "gallery").as_posix() for p in (bench / "type1" / "gallery").rglob("*") if p.is_file()}
+    t2_meta = json.loads((bench / "type2" / "meta.json").read_text(encoding="utf-8"))
+    assert all(m["source"] not in type1_gallery for m in meta if m["kind"] == "unrelated-photo")
+    assert all(m["gallery"] is None and m["source"].startswith("unrelated-") for m in meta if m["kind"] == "noncopy")
+    assert {m["source"] for m in t2_meta}.isdisjoint({m["source"] for m in meta})

@@ -45,3 +45,21 @@ def test_at_threshold():
     truth = {"q1": {"a"}, "q2": {"b"}}
     rows = [Scored("q1", "a", 0.9), Scored("q2", "x", 0.6), Scored("q2", "b", 0.3)]
     assert at_threshold(rows, truth, 0.5) == (0.5, 0.5, 2)
+
+
+def test_calibrated_threshold_keeps_precision_above_it_and_clears_unrelated_sets():
+    from pipeline.metrics import calibrate_threshold
+
+    truth = {"q1": {"g1"}, "q2": {"g2"}, "q3": {"g3"}, "q4": set()}
+    rows = [Scored("q1", "g1", 0.9), Scored("q2", "g2", 0.8), Scored("q4", "g1", 0.7),  # a false one at 0.7
+            Scored("q3", "g3", 0.6), Scored("q2", "g9", 0.3)]
+    cal = calibrate_threshold({"copies": (rows, truth)}, target_precision=0.99)
+    assert cal.threshold == 0.8  # 0.7 would admit the false row; the dip is not crossed to reach 0.6
+    assert cal.sets == [("copies", 1.0, 2 / 3, 2)]
+    # An unrelated set (no copies) must have no prediction: its best score bounds the threshold.
+    unrelated = ([Scored("u1", "g1", 0.85)], {"u1": set()})
+    cal = calibrate_threshold({"copies": (rows, truth), "unrelated": unrelated}, target_precision=0.99)
+    assert cal.threshold == 0.9 and cal.sets[1][3] == 0
+    # Nothing passes: the threshold sits above every score.
+    cal = calibrate_threshold({"unrelated": ([Scored("u1", "g1", 0.95)], {"u1": set()})})
+    assert cal.threshold > 0.95 and cal.sets[0][3] == 0
