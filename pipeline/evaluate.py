@@ -20,6 +20,7 @@ from pipeline.local import LocalFeatures, VoteIndex, extract
 from pipeline.match import Match, MatchParams, Query, explain_away, frequent_regions, rank_gallery
 from pipeline.gallery import template_regions
 from pipeline.verify import PHOTO_RATIO, PixelCache, covered_share
+from pipeline.parallel import fork_map
 from pipeline.metrics import Scored, at_threshold, micro_ap, rank_k, recall_at_precision
 from pipeline.tilecache import embed_tiles
 from pipeline.tiling import GALLERY_TILING, QUERY_TILING
@@ -105,52 +106,93 @@ def _as_reported(ranked: list[Match]) -> list[Match]:
     return sorted(out, key=lambda m: (-m.score, -m.cosine))
 
 
-def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params: MatchParams = MatchParams()) -> dict:
-    """Write ``out/rankings.csv`` and ``out/metrics.json``; return the metrics."""
+#: What forked eval workers read (set by :func:`evaluate` just before it starts them).
+_WORK: dict = {}
+
+
+def _prepare_gallery_image(gid: int) -> tuple[int, object, object, tuple[int, int] | None, str]:
+    """One gallery image's tiles, local features and size, or the reason it is unusable."""
+    ds, embedder = _WORK["ds"], _WORK["embedder"]
+    try:
+        im = images.decode(ds.root / ds.gallery[gid])
+        return gid, embed_tiles(im, GALLERY_TILING, embedder), extract(im), im.size, ""
+    except images.BadImage as e:
+        return gid, None, None, None, e.reason
+
+
+def _rank_query(q: str) -> tuple[str, list[Match]]:
+    ds, embedder = _WORK["ds"], _WORK["embedder"]
+    try:
+        qim = images.decode(ds.root / q)
+    except images.BadImage as e:
+        log.warning("query skipped: %s: %s", q, e.reason)
+        return q, []
+    query = Query(qim, embed_tiles(qim, QUERY_TILING, embedder))
+    return q, rank_gallery(query, _WORK["index"], _WORK["gallery"], _WORK["votes"], _WORK["params"], top=10)
+
+
+def default_workers(embedder: Embedder) -> int:
+    """Worker processes for eval: one per core for the weight-free embedder; one for torch models
+    (a forked child cannot safely reuse a parent's torch thread pool, and torch uses every core)."""
+    import os
+
+    return max(1, min(os.cpu_count() or 1, 8)) if embedder.id.startswith("default") else 1
+
+
+def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params: MatchParams = MatchParams(),
+             workers: int | None = None) -> dict:
+    """Write ``out/rankings.csv`` and ``out/metrics.json``; return the metrics.
+
+    Gallery images are prepared and queries ranked in ``workers`` forked processes (default:
+    :func:`default_workers`); the indexes are built once in this process, before the query
+    workers start, so they share them.
+    """
+    workers = default_workers(embedder) if workers is None else max(1, workers)
     ds = Dataset.load(root)
     out.mkdir(parents=True, exist_ok=True)
-    log.info("dataset %s: %d gallery images, %d queries (%d copies)", root, len(ds.gallery), len(ds.queries), sum(1 for v in ds.truth.values() if v))
+    log.info("dataset %s: %d gallery images, %d queries (%d copies); %d worker processes",
+             root, len(ds.gallery), len(ds.queries), sum(1 for v in ds.truth.values() if v), workers)
+    if workers > 1:
+        import faiss
+
+        # FAISS's OpenMP pool must not exist when workers fork (the children would wait on it forever).
+        faiss.omp_set_num_threads(1)
 
     t0 = time.perf_counter()
     gallery = _Gallery(ds.root, ds.gallery)
+    _WORK.clear()
+    _WORK.update(ds=ds, embedder=embedder)
     vecs, owners, boxes, bad = [], [], [], []
     sizes: dict[int, tuple[int, int]] = {}
-    for gid, name in enumerate(ds.gallery):
-        try:
-            sizes[gid] = gallery.image(gid).size
-            tv = embed_tiles(gallery.image(gid), GALLERY_TILING, embedder)
-            gallery.features(gid)
-            gallery.pixels.put(gid, gallery.image(gid))
-        except images.BadImage as e:
-            log.warning("gallery image skipped: %s: %s", name, e.reason)
-            bad.append(name)
+    for n, (gid, tv, feats, size, reason) in enumerate(fork_map(_prepare_gallery_image, range(len(ds.gallery)), workers), 1):
+        if reason:
+            log.warning("gallery image skipped: %s: %s", ds.gallery[gid], reason)
+            bad.append(ds.gallery[gid])
             continue
+        sizes[gid] = size
+        gallery._features[gid] = feats
         vecs.append(tv.vectors)
         owners.append(np.full(len(tv), gid, np.int64))
         boxes.append(tv.boxes)
-        if (gid + 1) % 50 == 0 or gid + 1 == len(ds.gallery):
-            log.info("gallery: %d/%d images embedded", gid + 1, len(ds.gallery))
+        if n % 50 == 0 or n == len(ds.gallery):
+            log.info("gallery: %d/%d images embedded", n, len(ds.gallery))
     good = [gid for gid in range(len(ds.gallery)) if ds.gallery[gid] not in bad]
     pages = [gid for gid in good if sizes[gid][1] > PHOTO_RATIO * sizes[gid][0]]
-    templates = template_regions(pages, gallery.features, gallery.pixels)
+    templates = template_regions(pages, gallery.features, gallery.pixels, workers=workers)
     index = TileIndex(np.concatenate(vecs), np.concatenate(owners), np.concatenate(boxes), templates=templates)
     votes = VoteIndex.build({gid: gallery.features(gid) for gid in good})
     t_gallery = time.perf_counter() - t0
     log.info("gallery: %d tiles, %d template regions, %.1f s", len(index), len(templates), t_gallery)
 
     t1 = time.perf_counter()
+    _WORK.update(index=index, gallery=gallery, votes=votes, params=params)
     ranked_all: dict[str, list[Match]] = {}
-    for n, q in enumerate(ds.queries, 1):
-        try:
-            qim = images.decode(ds.root / q)
-        except images.BadImage as e:
-            log.warning("query skipped: %s: %s", q, e.reason)
-            ranked_all[q] = []
-            continue
-        ranked_all[q] = rank_gallery(Query(qim, embed_tiles(qim, QUERY_TILING, embedder)), index, gallery, votes, params, top=10)
+    for n, (q, ranked) in enumerate(fork_map(_rank_query, ds.queries, workers), 1):
+        ranked_all[q] = ranked
         if n % 25 == 0 or n == len(ds.queries):
             el = time.perf_counter() - t1
             log.info("queries: %d/%d (%.1f images/s)", n, len(ds.queries), n / el if el else 0.0)
+    _WORK.clear()
     # As in a daily run, protected page regions that many queries match are boilerplate.
     qid = {q: i for i, q in enumerate(ds.queries)}
     frequent = frequent_regions([(qid[q], m) for q, ms in ranked_all.items() for m in ms if m.verified], params.boilerplate_images)
@@ -188,6 +230,7 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
             "query_images_per_s": len(ds.queries) / t_query if t_query else None,
             "overall_images_per_s": (len(ds.gallery) + len(ds.queries)) / (t_gallery + t_query),
             "gallery_seconds": round(t_gallery, 2),
+            "workers": workers,
             "query_seconds": round(t_query, 2),
         },
         "skipped_gallery": bad,

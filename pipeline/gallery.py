@@ -164,6 +164,10 @@ def _page_band(box, size: tuple[int, int], pad: float = 0.05) -> tuple[int, int,
     return (0, max(0, int(box[1]) - m), w, min(h, int(box[3]) + m))
 
 
+#: What the per-page template search reads (set by :func:`template_regions` before it forks).
+_TEMPLATE_WORK: dict = {}
+
+
 def template_regions(
     pages: list[int],
     features,
@@ -172,6 +176,7 @@ def template_regions(
     min_correlation: float = 0.85,
     similarity: float = 0.9,
     k: int = 8,
+    workers: int = 1,
 ) -> np.ndarray:
     """Regions a client's detail pages share with each other: their template.
 
@@ -180,39 +185,53 @@ def template_regions(
     then compared with the ``neighbours`` pages holding most twins, band by band, on those twins
     only (:func:`pipeline.verify.shared_regions`); every region the two share pixel for pixel
     (aligned correlation at least ``min_correlation``, no colour change) is recorded on both
-    pages as rows (gallery id, x0, y0, x1, y1): the full-width band it spans, slightly padded. ``features`` and ``pixels`` map a gallery id to
-    its local features and its :class:`pipeline.verify.Pixels` (or image).
+    pages as rows (gallery id, x0, y0, x1, y1): the full-width band it spans, slightly padded.
+    ``features`` and ``pixels`` map a gallery id to its local features and its
+    :class:`pipeline.verify.Pixels` (or image). Pages are compared in ``workers`` forked processes.
     """
     from pipeline.local import VOTE_PER_BLOCK, VoteIndex
+    from pipeline.parallel import fork_map
 
-    rows: list[tuple[int, ...]] = []
     if len(pages) < 2:
         return np.zeros((0, 5), np.int64)
     strongest = {gid: features(gid).strongest(VOTE_PER_BLOCK) for gid in pages}
     index = VoteIndex(np.concatenate([features(g).desc[strongest[g]] for g in pages]),
                       np.concatenate([np.full(len(strongest[g]), g, np.int64) for g in pages]))
-    keypoint = np.concatenate([strongest[g] for g in pages])
-    done: set[tuple[int, int]] = set()
-    for n, a in enumerate(pages, 1):
-        fa = features(a)
-        sims, hits = index.search(fa.desc[strongest[a]], k)
-        twins: dict[int, list[tuple[int, int, float]]] = {}
-        for j, (srow, hrow) in enumerate(zip(sims, hits)):
-            for sim, hit in zip(srow, hrow):
-                b = int(index.owners[hit]) if hit >= 0 else a
-                if b != a and sim >= similarity:
-                    twins.setdefault(b, []).append((int(strongest[a][j]), int(keypoint[hit]), float(np.sqrt(max(0.0, 2 - 2 * sim)))))
-        for b in sorted(twins, key=lambda g: -len(twins[g]))[:neighbours]:
-            if (a, b) in done or len(twins[b]) < 12:
-                continue
-            done.add((a, b))
-            arr = np.array(twins[b], dtype=np.float64)
-            matches = (arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2].astype(np.float32))
-            pa, pb = pixels(a), pixels(b)
-            for v in shared_regions(pa, pb, features=(fa, features(b)), matches=matches):
-                if v.correlation >= min_correlation and v.colour_mismatch < 0.05:
-                    rows.append((a, *_page_band(v.query_box, pa.size)))
-                    rows.append((b, *_page_band(v.gallery_box, pb.size)))
-        if n % 50 == 0 or n == len(pages):
-            log.info("templates: %d/%d pages compared, %d shared regions", n, len(pages), len(rows) // 2)
+    _TEMPLATE_WORK.update(index=index, strongest=strongest, keypoint=np.concatenate([strongest[g] for g in pages]),
+                          features=features, pixels=pixels, neighbours=neighbours, min_correlation=min_correlation,
+                          similarity=similarity, k=k)
+    rows: list[tuple[int, ...]] = []
+    try:
+        for n, found in enumerate(fork_map(_page_template, pages, workers), 1):
+            rows.extend(found)
+            if n % 50 == 0 or n == len(pages):
+                log.info("templates: %d/%d pages compared, %d shared regions", n, len(pages), len(rows) // 2)
+    finally:
+        _TEMPLATE_WORK.clear()
     return np.array(rows, np.int64).reshape(-1, 5)
+
+
+def _page_template(a: int) -> list[tuple[int, ...]]:
+    """Template rows found by comparing page ``a`` with the pages holding most of its twins."""
+    w = _TEMPLATE_WORK
+    index, strongest, keypoint, features, pixels = w["index"], w["strongest"], w["keypoint"], w["features"], w["pixels"]
+    fa = features(a)
+    sims, hits = index.search(fa.desc[strongest[a]], w["k"])
+    twins: dict[int, list[tuple[int, int, float]]] = {}
+    for j, (srow, hrow) in enumerate(zip(sims, hits)):
+        for sim, hit in zip(srow, hrow):
+            b = int(index.owners[hit]) if hit >= 0 else a
+            if b != a and sim >= w["similarity"]:
+                twins.setdefault(b, []).append((int(strongest[a][j]), int(keypoint[hit]), float(np.sqrt(max(0.0, 2 - 2 * sim)))))
+    rows: list[tuple[int, ...]] = []
+    for b in sorted(twins, key=lambda g: -len(twins[g]))[: w["neighbours"]]:
+        if len(twins[b]) < 12:
+            continue
+        arr = np.array(twins[b], dtype=np.float64)
+        matches = (arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2].astype(np.float32))
+        pa, pb = pixels(a), pixels(b)
+        for v in shared_regions(pa, pb, features=(fa, features(b)), matches=matches):
+            if v.correlation >= w["min_correlation"] and v.colour_mismatch < 0.05:
+                rows.append((a, *_page_band(v.query_box, pa.size)))
+                rows.append((b, *_page_band(v.gallery_box, pb.size)))
+    return rows

@@ -35,7 +35,7 @@ class MatchParams:
     #: A match whose protected region is at least this much client template is not a finding.
     template_share: float = 0.6
     #: A protected page region matched by this many distinct suspect images is boilerplate.
-    boilerplate_images: int = 3
+    boilerplate_images: int = 4
 
 
 @dataclass

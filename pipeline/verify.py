@@ -52,6 +52,9 @@ CHROMA_TOLERANCE = 18.0
 #: Chroma distance of a recoloured patch, and how much more such a patch counts than scattered
 #: colour mismatch (a recolour is deliberate: 1% of the region recoloured is a variant).
 RECOLOUR_CHROMA, RECOLOUR_WEIGHT = 24.0, 6.0
+#: Mean (a, b) shift left after the cast up to which a region is the same colour; at twice it the
+#: region counts as this share mismatched (enough to score 0).
+SHIFT_FREE, COLOUR_MISMATCH_SHIFTED = 5.0, 0.2
 #: Largest global colour cast (shift of the a, b plane) a copier's correction may explain.
 MAX_CAST = 4.0
 #: Lab distance (after global correction) above which aligned pixels disagree, and the Sobel
@@ -225,6 +228,11 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
         return np.sqrt(dl * dl + (dab * dab).sum(axis=1))
 
     mismatch = float((residual(a, b) > CHROMA_TOLERANCE).mean())
+    # A shift of the whole region's colour beyond the allowed cast (a sentence set in the same
+    # font on a pink band in one page and a blue band in the other) is another design, not a copy,
+    # even where each pixel stays within the tolerance.
+    shift = float(np.hypot(*(sat * x + cast - y).mean(axis=0)))
+    mismatch = max(mismatch, COLOUR_MISMATCH_SHIFTED * float(np.clip((shift - SHIFT_FREE) / SHIFT_FREE, 0.0, 1.0)))
     # A recoloured part (a waistband that is blue in one variant and yellow in the other) is a
     # solid patch that is coloured on both sides, in different colours. Scattered JPEG or
     # watermark residue is removed by the morphological opening; a copier's badge pasted over

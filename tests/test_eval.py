@@ -57,3 +57,32 @@ def test_eval_rejects_a_folder_that_is_not_a_dataset(tmp_path, monkeypatch):
     monkeypatch.setenv("COPYWATCH_HOME", str(tmp_path / "home"))
     (tmp_path / "ds" / "gallery").mkdir(parents=True)
     assert main(["-q", "eval", str(tmp_path / "ds")]) == 1
+
+
+def test_eval_figures_do_not_depend_on_the_worker_count(small_sets, tmp_path, monkeypatch):
+    monkeypatch.setenv("COPYWATCH_HOME", str(tmp_path / "home"))
+    outs = {}
+    for workers in (1, 2):
+        outs[workers] = tmp_path / f"w{workers}"
+        assert main(["-q", "eval", str(small_sets / "combined"), "--out", str(outs[workers]), "--workers", str(workers)]) == 0
+    assert (outs[1] / "rankings.csv").read_bytes() == (outs[2] / "rankings.csv").read_bytes()
+    m1, m2 = (json.loads((outs[w] / "metrics.json").read_text(encoding="utf-8")) for w in (1, 2))
+    assert {k: v for k, v in m1.items() if k != "throughput"} == {k: v for k, v in m2.items() if k != "throughput"}
+    assert (m1["throughput"]["workers"], m2["throughput"]["workers"]) == (1, 2)
+
+
+def test_unrelated_set_and_threshold_calibration(small_sets, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COPYWATCH_HOME", str(tmp_path / "home"))
+    for name in ("type1", "unrelated"):
+        assert main(["-q", "eval", str(small_sets / name), "--out", str(tmp_path / name)]) == 0
+    printed = capsys.readouterr().out
+    assert "rank1 n/a" in printed  # the unrelated set has no copies to rank
+    unrelated = json.loads((tmp_path / "unrelated" / "metrics.json").read_text(encoding="utf-8"))
+    assert unrelated["copy_queries"] == 0 and unrelated["rank1"] is None and unrelated["queries"] == benchset.UNRELATED["small"]
+    assert main(["-q", "bench", "threshold", str(tmp_path / "type1"), str(tmp_path / "unrelated"), "--precision", "0.9"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    threshold = float(lines[0].split()[1])
+    with open(tmp_path / "unrelated" / "rankings.csv", encoding="utf-8") as f:
+        worst = max((float(r["score"]) for r in csv.DictReader(f)), default=0.0)
+    assert threshold > worst  # no unrelated suspect would be reported
+    assert any("unrelated" in line and "predictions 0" in line for line in lines[1:])

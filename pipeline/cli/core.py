@@ -49,6 +49,8 @@ def register(sub) -> None:
     p.add_argument("--embedder", help="'default' or 'unicom:<name>' (default: COPYWATCH_EMBEDDER)")
     p.add_argument("--weights", type=Path, help="checkpoint file for a Unicom embedder")
     p.add_argument("--threshold", type=float, help="report threshold (default: COPYWATCH_THRESHOLD)")
+    p.add_argument("--workers", type=int, help="worker processes (default: one per core for the default embedder, "
+                   "1 for Unicom); the figures do not depend on it")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="the main job on the embedded default: demo mall + Airflow daily run",
@@ -370,13 +372,16 @@ def cmd_eval(args) -> int:
     embedder = get_embedder(args.embedder or settings.embedder, weights=args.weights, weights_dir=settings.weights_dir)
     safe = "".join(c if c.isalnum() or c in "-." else "_" for c in embedder.id)
     out = args.out or args.dataset / f"eval-{safe}"
-    m = evaluate(args.dataset, out, embedder, settings.threshold if args.threshold is None else args.threshold)
+    m = evaluate(args.dataset, out, embedder, settings.threshold if args.threshold is None else args.threshold,
+                 workers=args.workers)
     t = m["throughput"]
     print(f"dataset {args.dataset} ({m['queries']} queries, {m['copy_queries']} copies, {m['gallery_images']} gallery images, embedder {m['embedder']})")
     f = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731 (a set without copies has no ranks)
     print(f"rank1 {f(m['rank1'])}  rank10 {f(m['rank10'])}  uap {f(m['uap'])}  recall_at_p90 {f(m['recall_at_p90'])}")
     print(f"at threshold {m['threshold']}: precision {f(m['precision_at_threshold'])}  recall {f(m['recall_at_threshold'])}  ({m['predictions_at_threshold']} predictions)")
-    print(f"throughput: gallery {t['gallery_tiles_per_s']:.1f} tiles/s, queries {t['query_images_per_s']:.2f} images/s, overall {t['overall_images_per_s']:.2f} images/s")
+    print(f"throughput ({t['workers']} workers): gallery {t['gallery_tiles_per_s']:.1f} tiles/s "
+          f"({m['gallery_images']} images in {t['gallery_seconds']} s), queries {t['query_images_per_s']:.2f} images/s, "
+          f"overall {t['overall_images_per_s']:.2f} images/s")
     print(f"wrote {out / 'rankings.csv'} and {out / 'metrics.json'}")
     return 0
 
