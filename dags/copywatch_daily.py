@@ -52,7 +52,7 @@ def copywatch_daily():
         from pipeline.stages import record_crawl, run_day
 
         settings = load_settings()
-        counts = crawl_target(settings, target_id, cw_run_id, run_day(settings, cw_run_id))
+        counts = crawl_target(settings, target_id, cw_run_id, run_day(settings, cw_run_id), timeout_s=settings.crawl_timeout_s or None)
         return record_crawl(settings, cw_run_id, target_id, counts)
 
     @task

@@ -31,6 +31,9 @@ class Settings:
     rematch_days: int = 7
     #: Whether the daily run screenshots the pages of its findings (``COPYWATCH_SCREENSHOTS=0`` turns it off).
     screenshots: bool = True
+    #: A crawl of one target still running after this many seconds is killed (its browser too)
+    #: and fails its task, which Airflow retries (``COPYWATCH_CRAWL_TIMEOUT``; 0 means no limit).
+    crawl_timeout_s: float = 3 * 3600
     extra: dict = field(default_factory=dict)
 
     @property
@@ -69,6 +72,7 @@ def load_settings(home: str | Path | None = None) -> Settings:
         max_image_pixels=int(_env("MAX_IMAGE_PIXELS", "80000000")),
         rematch_days=int(_env("REMATCH_DAYS", "7")),
         screenshots=_flag(_env("SCREENSHOTS", "1")),
+        crawl_timeout_s=float(_env("CRAWL_TIMEOUT", str(3 * 3600))),
     )
 
 

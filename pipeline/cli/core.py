@@ -278,7 +278,8 @@ def run_daily(settings: Settings, day: date, targets: list[int] | None = None, c
     targets = [t for t in enabled if targets is None or t in targets]
     for n, target_id in enumerate(targets, 1):
         log.info("crawling target %d (%d/%d)", target_id, n, len(targets))
-        counts = crawl_target(settings, target_id, run_id, stages.run_day(settings, run_id))
+        counts = crawl_target(settings, target_id, run_id, stages.run_day(settings, run_id),
+                              timeout_s=settings.crawl_timeout_s or None)
         stages.record_crawl(settings, run_id, target_id, counts)
     stages.write_run_manifest(settings, run_id)
     stages.embed_run_images(settings, run_id)
