@@ -28,8 +28,10 @@ class MatchParams:
     #: similarity) are verified per suspect image, plus ``extra_tile_candidates`` by tiles only.
     max_candidates: int = 6
     extra_tile_candidates: int = 2
-    #: Local-feature votes a gallery image needs to be a candidate.
+    #: Local-feature votes a gallery image needs to be a candidate, absolutely and as a share of
+    #: the most-voted image's.
     min_votes: int = 4
+    relative_votes: float = 0.1
     #: RANSAC inliers needed for a verified copy.
     min_inliers: int = 12
     #: A match whose protected region is at least this much client template is not a finding.
@@ -187,6 +189,10 @@ def rank_gallery(
             for gid, n in counts.items():
                 if n >= params.min_votes and n > voted.get(gid, (0, False))[0]:
                     voted[gid] = (n, mirrored)
+    # Images with a small share of the leader's votes are not worth a pairwise check: when the
+    # query copies one of them, that one leads by far; the others share a few generic points.
+    lead = max((n for n, _ in voted.values()), default=0)
+    voted = {gid: nm for gid, nm in voted.items() if nm[0] >= params.relative_votes * lead}
     order = [gid for gid, _ in sorted(voted.items(), key=lambda kv: -kv[1][0])][: params.max_candidates]
     order += [gid for gid in by_tiles if gid not in order]
     ranked: list[Match] = []
