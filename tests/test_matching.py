@@ -107,3 +107,80 @@ def test_template_of_a_clients_pages_is_found(tmp_path):
     assert shared, "the shared shipping notice was not found"
     # The shared region lies in the lower part of both pages (the notice), not over the products.
     assert all(v.query_box[1] > a.height * 0.6 for v in shared)
+
+
+def test_mirrored_descriptors_by_permutation_match_sift_on_the_flipped_image():
+    from pipeline.local import MIRROR, mirrored
+
+    assert sorted(MIRROR) == list(range(128)) and (MIRROR[MIRROR] == np.arange(128)).all()  # an involution
+    im = photo("wj08-purple_main")
+    permuted = mirrored(extract(im))
+    flipped = extract(ImageOps.mirror(im))  # features of the flipped image, positions in its own frame
+    flipped_xy = flipped.xy.copy()
+    flipped_xy[:, 0] = im.width - flipped_xy[:, 0]
+    # Pair keypoints found at the same place (within half a pixel) and compare their descriptors.
+    d2 = ((permuted.xy[:, None, :] - flipped_xy[None, :, :]) ** 2).sum(axis=2)
+    j = d2.argmin(axis=1)
+    same_place = d2[np.arange(len(j)), j] < 0.25
+    assert same_place.sum() > 50
+    cosine = (permuted.desc[same_place] * flipped.desc[j[same_place]]).sum(axis=1)
+    unpermuted = (extract(im).desc[same_place] * flipped.desc[j[same_place]]).sum(axis=1)
+    assert np.median(cosine) > 0.9 > np.median(unpermuted)
+    # And a mirrored copy verifies on the permuted features alone (one SIFT pass per query).
+    q = copier(im, mirror=True)
+    v = verify_features(q, mirrored(extract(q)), im, extract(im))
+    assert verified_score(v, MatchParams().min_inliers) >= THRESHOLD and v.mirrored
+
+
+def test_votes_remember_where_they_land():
+    names = sorted(p.stem for p in PHOTOS.glob("*.jpg"))[:6]
+    feats = {i: extract(photo(n)) for i, n in enumerate(names)}
+    index = VoteIndex.build(feats)
+    q = copier(photo(names[2]), crop=0.6)
+    cast = index.cast(extract(q))
+    assert max(cast.counts[False], key=cast.counts[False].get) == 2
+    qk, gk = cast.landed(False, 2)
+    assert len(qk) == cast.counts[False][2] and (gk >= 0).all()
+    # The votes land inside the cropped part of the protected photo (middle 60% of its width).
+    x = feats[2].xy[gk, 0]
+    w = photo(names[2]).width
+    assert np.median(x) > 0.2 * w and np.median(x) < 0.8 * w
+
+
+def test_a_segment_copied_from_a_long_page_is_found_in_the_band_its_votes_point_to():
+    from pipeline.embed import DefaultEmbedder
+    from pipeline.index import TileIndex
+    from pipeline.match import Query, rank_gallery
+    from pipeline.tilecache import embed_tiles
+    from pipeline.tiling import GALLERY_TILING, QUERY_TILING
+    from pipeline.verify import PixelCache
+
+    names = sorted(p.stem for p in PHOTOS.glob("*.jpg"))
+    pages = []
+    for p in range(3):  # three long pages of seven photos each, 860 px wide, as a detail page is
+        parts = [photo(n).resize((860, 1000)) for n in names[p * 7:(p + 1) * 7]]
+        page = Image.new("RGB", (860, 7000), "white")
+        for i, part in enumerate(parts):
+            page.paste(part, (0, i * 1000))
+        pages.append(page)
+    # The copier takes rows 4000-5600 of page 1 (one and a half photos), at 700 px wide, under a banner.
+    segment = pages[1].crop((0, 4000, 860, 5600)).resize((700, 1302))
+    query = Image.new("RGB", (700, 1500), (30, 30, 30))
+    query.paste(segment, (0, 198))
+    emb = DefaultEmbedder()
+    tiles = [embed_tiles(p, GALLERY_TILING, emb) for p in pages]
+    index = TileIndex(np.concatenate([t.vectors for t in tiles]), np.concatenate([np.full(len(t), i) for i, t in enumerate(tiles)]),
+                      np.concatenate([t.boxes for t in tiles]))
+    feats = {i: extract(p) for i, p in enumerate(pages)}
+
+    class Gallery:
+        pixels = PixelCache(lambda i: pages[i])
+
+        def features(self, i):
+            return feats[i]
+
+    ranked = rank_gallery(Query(query, embed_tiles(query, QUERY_TILING, emb)), index, Gallery(), VoteIndex.build(feats))
+    best = ranked[0]
+    assert best.gallery_id == 1 and best.score >= THRESHOLD
+    x0, y0, x1, y1 = best.verification.gallery_box
+    assert 3900 <= y0 and y1 <= 5700 and y1 - y0 > 1000  # the copied rows, not the whole page
