@@ -235,9 +235,11 @@ def _vote_band(query: Query, gallery: GallerySource, gid: int, mirrored: bool, c
         return None
     xy = gallery.features(gid).xy[landed]
     if template:
-        outside = np.array([covered_share((int(x), int(y), int(x) + 1, int(y) + 1), template) == 0.0 for x, y in xy])
-        if outside.any():
-            xy = xy[outside]
+        t = np.asarray(template, dtype=np.float32).reshape(-1, 4)
+        inside = ((xy[:, None, 0] >= t[None, :, 0]) & (xy[:, None, 0] < t[None, :, 2])
+                  & (xy[:, None, 1] >= t[None, :, 1]) & (xy[:, None, 1] < t[None, :, 3])).any(axis=1)
+        if not inside.all():
+            xy = xy[~inside]
     bin_h = gw / 2
     bins = (xy[:, 1] // bin_h).astype(int)
     counts = np.bincount(bins)
