@@ -31,7 +31,9 @@ class MatchParams:
     #: Local-feature votes a gallery image needs to be a candidate, absolutely and as a share of
     #: the most-voted image's.
     min_votes: int = 4
-    relative_votes: float = 0.1
+    relative_votes: float = 0.05
+    #: When none of the candidates verifies, this many more voted images are checked.
+    fallback_candidates: int = 4
     #: RANSAC inliers needed for a verified copy.
     min_inliers: int = 12
     #: A match whose protected region is at least this much client template is not a finding.
@@ -74,14 +76,15 @@ def verified_score(v: Verification, min_inliers: int) -> float:
 
     0 when rejected or below ``min_inliers``; otherwise the geometric evidence
     1 - exp(-inliers / 30), times how well the aligned pixels agree: a correlation factor
-    (0 at ``CORRELATION_FLOOR``, 1 from ``CORRELATION_FULL``) and a colour factor (1 up to
+    (0 at ``CORRELATION_FLOOR``, 1 from ``CORRELATION_FULL``; stricter for detail pages) and a colour factor (1 up to
     ``COLOUR_MISMATCH_FREE`` colour-mismatched pixels, 0 from ``COLOUR_MISMATCH_LIMIT``) and,
     for protected photos, a whole-overlap factor (see ``DISAGREEMENT_FREE``).
     """
     if not v.ok or v.inliers < min_inliers:
         return 0.0
     geometry = 1.0 - np.exp(-v.inliers / 30.0)
-    corr = np.clip((v.correlation - CORRELATION_FLOOR) / (CORRELATION_FULL - CORRELATION_FLOOR), 0.0, 1.0)
+    floor, full = (CORRELATION_FLOOR, CORRELATION_FULL) if v.photo else (PAGE_CORRELATION_FLOOR, PAGE_CORRELATION_FULL)
+    corr = np.clip((v.correlation - floor) / (full - floor), 0.0, 1.0)
     colour = _ramp_down(v.colour_mismatch, COLOUR_MISMATCH_FREE, COLOUR_MISMATCH_LIMIT)
     # A copy of a photo reproduces all of it that it overlaps; a shot sharing only the model's
     # face or the background with the protected photo does not.
@@ -96,6 +99,12 @@ def _ramp_down(x: float, free: float, limit: float) -> float:
 
 #: Aligned-lightness correlation below which a pair is not a copy, and from which it fully is.
 CORRELATION_FLOOR, CORRELATION_FULL = 0.6, 0.85
+#: The same for protected detail pages. A copied part of a page reproduces its pixels (resized
+#: and recompressed, not rotated or recoloured: 0.996 or more on every copy of the bench sets),
+#: while a part of another page in the same template (a size chart with other numbers, the brand
+#: header above another product's title, a stock sentence on another background) correlates at
+#: 0.87-0.99.
+PAGE_CORRELATION_FLOOR, PAGE_CORRELATION_FULL = 0.97, 0.995
 #: Share of colour-mismatched pixels up to which a region counts as the same colours, and at
 #: which it scores 0 (another colour variant of the shot).
 COLOUR_MISMATCH_FREE, COLOUR_MISMATCH_LIMIT = 0.05, 0.15
@@ -192,28 +201,42 @@ def rank_gallery(
     # Images with a small share of the leader's votes are not worth a pairwise check: when the
     # query copies one of them, that one leads by far; the others share a few generic points.
     lead = max((n for n, _ in voted.values()), default=0)
-    voted = {gid: nm for gid, nm in voted.items() if nm[0] >= params.relative_votes * lead}
-    order = [gid for gid, _ in sorted(voted.items(), key=lambda kv: -kv[1][0])][: params.max_candidates]
+    by_votes = [gid for gid, (n, _) in sorted(voted.items(), key=lambda kv: -kv[1][0]) if n >= params.relative_votes * lead]
+    order = by_votes[: params.max_candidates]
     order += [gid for gid in by_tiles if gid not in order]
+    budget = params.max_candidates + params.extra_tile_candidates
     ranked: list[Match] = []
-    for i, gid in enumerate(order[: max(top, params.max_candidates)]):
+    checked: set[int] = set()
+
+    def check(gid: int) -> Match:
         cand = by_tiles.get(gid)
         cosine = cand.score if cand else 0.0
-        v = None
-        if i < params.max_candidates + params.extra_tile_candidates:
-            mirrored = voted[gid][1] if gid in voted else cand.mirrored
-            if gid in voted:
-                greg = _vote_band(query, gallery, gid, mirrored, cast, index.template_boxes(gid))
-                v = verify_features(query.pixels, query.features(mirrored), gallery.pixels(gid), gallery.features(gid), gallery_region=greg)
-            else:
-                v = _verify(query, gallery, gid, cand if cand and cand.mirrored == mirrored else None, mirrored)
-            log.debug("candidate gallery=%d votes=%s cosine=%.3f mirrored=%s inliers=%d corr=%.3f colour=%.3f",
-                      gid, voted.get(gid, (0,))[0], cosine, mirrored, v.inliers, v.correlation, v.colour_mismatch)
-        score = verified_score(v, params.min_inliers) if v else 0.0
+        mirrored = voted[gid][1] if gid in voted else cand.mirrored
+        if gid in voted:
+            greg = _vote_band(query, gallery, gid, mirrored, cast, index.template_boxes(gid))
+            v = verify_features(query.pixels, query.features(mirrored), gallery.pixels(gid), gallery.features(gid), gallery_region=greg)
+        else:
+            v = _verify(query, gallery, gid, cand if cand and cand.mirrored == mirrored else None, mirrored)
+        log.debug("candidate gallery=%d votes=%s cosine=%.3f mirrored=%s inliers=%d corr=%.3f colour=%.3f",
+                  gid, voted.get(gid, (0,))[0], cosine, mirrored, v.inliers, v.correlation, v.colour_mismatch)
+        score = verified_score(v, params.min_inliers)
         if score > 0 and covered_share(v.gallery_box, index.template_boxes(gid)) >= params.template_share:
             log.debug("gallery %d: matched region %s is the client's page template", gid, v.gallery_box)
             score = 0.0
-        ranked.append(Match(gid, score, cosine, v))
+        checked.add(gid)
+        return Match(gid, score, cosine, v)
+
+    for i, gid in enumerate(order[: max(top, params.max_candidates)]):
+        if i < budget:
+            ranked.append(check(gid))
+        else:
+            cand = by_tiles.get(gid)
+            ranked.append(Match(gid, 0.0, cand.score if cand else 0.0, None))
+    # Nothing verified, yet more images were voted for: the leaders may be other colour variants
+    # of a shot the query copies from a page further down the list. Look a little further.
+    if not any(m.score > 0 for m in ranked):
+        more = [gid for gid in by_votes if gid not in checked][: params.fallback_candidates]
+        ranked = [m for m in ranked if m.gallery_id not in more] + [check(gid) for gid in more]
     return sorted(ranked, key=_rank_key)[:top]
 
 
