@@ -17,7 +17,7 @@ from pipeline.embed import Embedder
 from pipeline.gallery import iter_image_files
 from pipeline.index import TileIndex
 from pipeline.local import LocalFeatures, VoteIndex, extract
-from pipeline.match import Match, MatchParams, Query, explain_away, frequent_regions, rank_gallery
+from pipeline.match import Match, MatchParams, Query, explain_away, frequent_regions, rank_gallery, shows_region
 from pipeline.gallery import template_regions
 from pipeline.verify import PHOTO_RATIO, PixelCache, covered_share
 from pipeline.parallel import fork_map
@@ -195,7 +195,7 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
     _WORK.clear()
     # As in a daily run, protected page regions that many queries match are boilerplate.
     qid = {q: i for i, q in enumerate(ds.queries)}
-    frequent = frequent_regions([(qid[q], m) for q, ms in ranked_all.items() for m in ms if m.verified], params.boilerplate_images)
+    frequent = frequent_regions([(qid[q], m) for q, ms in ranked_all.items() for m in ms if shows_region(m, params)], params.boilerplate_images)
     rankings: dict[str, list[str]] = {}
     rows: list[Scored] = []
     with open(out / "rankings.csv", "w", newline="", encoding="utf-8") as f:

@@ -104,7 +104,7 @@ CORRELATION_FLOOR, CORRELATION_FULL = 0.6, 0.85
 #: while a part of another page in the same template (a size chart with other numbers, the brand
 #: header above another product's title, a stock sentence on another background) correlates at
 #: 0.87-0.99.
-PAGE_CORRELATION_FLOOR, PAGE_CORRELATION_FULL = 0.97, 0.995
+PAGE_CORRELATION_FLOOR, PAGE_CORRELATION_FULL = 0.985, 0.996
 #: Share of colour-mismatched pixels up to which a region counts as the same colours, and at
 #: which it scores 0 (another colour variant of the shot).
 COLOUR_MISMATCH_FREE, COLOUR_MISMATCH_LIMIT = 0.05, 0.15
@@ -316,10 +316,20 @@ def _same_region(a: Box, b: Box) -> bool:
     return inside >= 0.5 and inside * area_small >= 0.2 * area_large
 
 
+def shows_region(m: Match, params: MatchParams = MatchParams()) -> bool:
+    """Whether the pair shares a region pixel for pixel, whatever its score as a copy: what counts
+    toward boilerplate. A stock size chart set in another page's frame scores low as a copy (its
+    correlation is below the page ramp) but still shows where boilerplate sits."""
+    v = m.verification
+    return (v is not None and v.ok and v.inliers >= params.min_inliers and v.correlation >= CORRELATION_FULL
+            and v.colour_mismatch < COLOUR_MISMATCH_LIMIT)
+
+
 def frequent_regions(matches: list[tuple[int, Match]], min_images: int) -> dict[int, list[Box]]:
     """Regions of protected detail pages that many different suspect images match: boilerplate.
 
-    ``matches`` pairs suspect image ids with their verified matches. A page region matched by at
+    ``matches`` pairs suspect image ids with their matches that show a shared region
+    (:func:`shows_region`). A page region matched by at
     least ``min_images`` distinct suspect images (:func:`_same_region`) is content that many shops share, such as a size chart or a returns notice in the
     same font, and not a copy. Protected photos are exempt: a photo stolen by several shops on
     one day is still a photo.
@@ -340,5 +350,14 @@ def frequent_regions(matches: list[tuple[int, Match]], min_images: int) -> dict[
 
 def match_image(query: Query, index: TileIndex, gallery: GallerySource, votes: VoteIndex | None, params: MatchParams = MatchParams()) -> list[Match]:
     """Verified copies of gallery images in the query, best first."""
-    ranked = rank_gallery(query, index, gallery, votes, params, top=params.max_candidates + params.extra_tile_candidates)
+    return copies(rank_gallery(query, index, gallery, votes, params, top=checked_matches(params)))
+
+
+def copies(ranked: list[Match]) -> list[Match]:
+    """The verified copies among a query's ranked matches, explained away (:func:`explain_away`)."""
     return explain_away([m for m in ranked if m.verified])
+
+
+def checked_matches(params: MatchParams) -> int:
+    """How many ranked matches can carry a verification."""
+    return params.max_candidates + params.extra_tile_candidates + params.fallback_candidates

@@ -20,7 +20,7 @@ from pipeline.db import Client, CrawlTarget, Database, Finding, GalleryImage, Im
 from pipeline.embed import Embedder, get_embedder
 from pipeline.findings import upsert_finding
 from pipeline.gallery import client_gallery, client_index
-from pipeline.match import Match, MatchParams, Query, frequent_regions, match_image
+from pipeline.match import Match, MatchParams, Query, checked_matches, copies, frequent_regions, rank_gallery, shows_region
 from pipeline.verify import covered_share
 from pipeline.repo import get_client, record_skip, run_date, set_run_stats, upsert_image, upsert_run, utcnow
 from pipeline.store import ContentStore
@@ -155,6 +155,7 @@ def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embed
             # Pass 1: match every image (no writes), so that boilerplate, regions of protected
             # pages that many suspects match, is known before anything becomes a finding.
             matched: list[tuple[int, Match]] = []
+            shown: list[tuple[int, Match]] = []
             for n, (image_id, page_ids) in enumerate(pages_of.items(), 1):
                 img = by_id[image_id]
                 tv = cached(s, settings.home, img.sha256, QUERY_TILING, embedder)
@@ -163,10 +164,12 @@ def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embed
                     continue
                 counts["images"] += 1
                 query = Query(images.decode(store.path(img.sha256), max_pixels=settings.max_image_pixels), tv)
-                matched += [(image_id, m) for m in match_image(query, gallery.index, gallery, gallery.votes, params)]
+                ranked = rank_gallery(query, gallery.index, gallery, gallery.votes, params, top=checked_matches(params))
+                matched += [(image_id, m) for m in copies(ranked)]
+                shown += [(image_id, m) for m in ranked if shows_region(m, params)]
                 if n % 20 == 0 or n == len(pages_of):
                     log.info("%s: matched %d/%d images", client_slug, n, len(pages_of))
-            boilerplate = gallery.remember_boilerplate(frequent_regions(matched, params.boilerplate_images))
+            boilerplate = gallery.remember_boilerplate(frequent_regions(shown, params.boilerplate_images))
             # Pass 2: findings, each image's committed on their own: a task killed later keeps
             # them, and its retry upserts the same rows again.
             fail_after = os.environ.get(FAIL_AFTER_FINDINGS_ENV)
