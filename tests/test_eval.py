@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,15 @@ from pipeline import benchset
 from pipeline.cli import main
 
 PHOTOS = Path(__file__).resolve().parents[1] / "crawler" / "demo" / "photos"
+COPYWATCH = Path(sys.executable).parent / "copywatch"
+
+
+def run_eval(args: list[str], home: Path) -> tuple[int, str]:
+    """`copywatch eval ...` as a user runs it: its own process, so its forked workers start from
+    a fresh interpreter, not from this test process and whatever threads earlier tests left."""
+    env = {**os.environ, "COPYWATCH_HOME": str(home)}
+    done = subprocess.run([str(COPYWATCH), "-q", *args], env=env, capture_output=True, text=True, timeout=900)
+    return done.returncode, done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +34,9 @@ def small_sets(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("name", ["type1", "type2"])
 def test_eval_writes_rankings_and_metrics(small_sets, tmp_path, monkeypatch, capsys, name):
-    monkeypatch.setenv("COPYWATCH_HOME", str(tmp_path / "home"))
     out = tmp_path / "eval"
-    assert main(["-q", "eval", str(small_sets / name), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    rc, printed = run_eval(["eval", str(small_sets / name), "--out", str(out)], tmp_path / "home")
+    assert rc == 0
     assert "rank1" in printed and "recall_at_p90" in printed and "images/s" in printed
 
     truth: dict[str, set[str]] = {}
@@ -60,11 +71,10 @@ def test_eval_rejects_a_folder_that_is_not_a_dataset(tmp_path, monkeypatch):
 
 
 def test_eval_figures_do_not_depend_on_the_worker_count(small_sets, tmp_path, monkeypatch):
-    monkeypatch.setenv("COPYWATCH_HOME", str(tmp_path / "home"))
     outs = {}
     for workers in (1, 2):
         outs[workers] = tmp_path / f"w{workers}"
-        assert main(["-q", "eval", str(small_sets / "combined"), "--out", str(outs[workers]), "--workers", str(workers)]) == 0
+        assert run_eval(["eval", str(small_sets / "combined"), "--out", str(outs[workers]), "--workers", str(workers)], tmp_path / "home")[0] == 0
     assert (outs[1] / "rankings.csv").read_bytes() == (outs[2] / "rankings.csv").read_bytes()
     m1, m2 = (json.loads((outs[w] / "metrics.json").read_text(encoding="utf-8")) for w in (1, 2))
     assert {k: v for k, v in m1.items() if k != "throughput"} == {k: v for k, v in m2.items() if k != "throughput"}
@@ -72,15 +82,17 @@ def test_eval_figures_do_not_depend_on_the_worker_count(small_sets, tmp_path, mo
 
 
 def test_unrelated_set_and_threshold_calibration(small_sets, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("COPYWATCH_HOME", str(tmp_path / "home"))
+    printed = ""
     for name in ("type1", "unrelated"):
-        assert main(["-q", "eval", str(small_sets / name), "--out", str(tmp_path / name)]) == 0
-    printed = capsys.readouterr().out
+        rc, out = run_eval(["eval", str(small_sets / name), "--out", str(tmp_path / name)], tmp_path / "home")
+        assert rc == 0
+        printed += out
     assert "rank1 n/a" in printed  # the unrelated set has no copies to rank
     unrelated = json.loads((tmp_path / "unrelated" / "metrics.json").read_text(encoding="utf-8"))
     assert unrelated["copy_queries"] == 0 and unrelated["rank1"] is None and unrelated["queries"] == benchset.UNRELATED["small"]
-    assert main(["-q", "bench", "threshold", str(tmp_path / "type1"), str(tmp_path / "unrelated"), "--precision", "0.9"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    rc, out = run_eval(["bench", "threshold", str(tmp_path / "type1"), str(tmp_path / "unrelated"), "--precision", "0.9"], tmp_path / "home")
+    assert rc == 0
+    lines = out.splitlines()
     threshold = float(lines[0].split()[1])
     with open(tmp_path / "unrelated" / "rankings.csv", encoding="utf-8") as f:
         worst = max((float(r["score"]) for r in csv.DictReader(f)), default=0.0)
