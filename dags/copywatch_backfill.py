@@ -85,13 +85,9 @@ def copywatch_backfill():
     @task
     def report(cw_run_id: int, client: str) -> str:
         from pipeline.config import load_settings
-        from pipeline.stages import record_report
-        from reports.render import render_client_report
+        from pipeline.stages import report_client
 
-        settings = load_settings()
-        path = render_client_report(settings, cw_run_id, client)
-        record_report(settings, cw_run_id, client)
-        return str(path)
+        return str(report_client(load_settings(), cw_run_id, client))
 
     day_list = days()
     recrawl.expand(day=recrawl_days(day_list))

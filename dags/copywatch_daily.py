@@ -95,13 +95,9 @@ def copywatch_daily():
     @task
     def report(client: str, cw_run_id: int) -> str:
         from pipeline.config import load_settings
-        from pipeline.stages import record_report
-        from reports.render import render_client_report
+        from pipeline.stages import report_client
 
-        settings = load_settings()
-        path = render_client_report(settings, cw_run_id, client)
-        record_report(settings, cw_run_id, client)
-        return str(path)
+        return str(report_client(load_settings(), cw_run_id, client))
 
     @task
     def close_run(cw_run_id: int, reports: list[str]) -> dict:

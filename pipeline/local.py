@@ -190,10 +190,6 @@ class VoteIndex:
         """Votes per gallery image id for the query's strongest descriptors."""
         return self.cast(query, k, both=False).counts[query.mirrored]
 
-    def votes_both_ways(self, query: LocalFeatures, k: int = 5) -> dict[bool, dict[int, int]]:
-        """Votes per gallery image id, for the query as given and mirrored, in one search."""
-        return self.cast(query, k).counts
-
     def cast(self, query: LocalFeatures, k: int = 5, both: bool = True) -> "Votes":
         """The query's votes (as given and, with ``both``, mirrored) with where each one landed."""
         votes = Votes({query.mirrored: {}, not query.mirrored: {}}, {})

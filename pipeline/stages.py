@@ -306,6 +306,16 @@ def rematch_plan(settings: Settings, run_ids: list[int], clients: list[str] | No
     return [{"cw_run_id": r, "client": c} for r in run_ids for c in wanted]
 
 
+def report_client(settings: Settings, run_id: int, client_slug: str) -> Path:
+    """Render the client's report of a run and record it; the report's path (what every DAG's
+    report task does)."""
+    from reports.render import render_client_report
+
+    path = render_client_report(settings, run_id, client_slug)
+    record_report(settings, run_id, client_slug)
+    return path
+
+
 def record_report(settings: Settings, run_id: int, client_slug: str) -> dict:
     """Keep the rendered report's counts on the run, under ``report:<client>``."""
     db = Database(settings.database_url)

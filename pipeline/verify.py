@@ -140,13 +140,6 @@ class PixelCache:
             self._bytes -= old.nbytes
         return pix
 
-    def put(self, key, im: Image.Image) -> None:
-        """Keep an image already decoded for another purpose."""
-        if key not in self._items:
-            pix = Pixels.of(im)
-            self._items[key] = pix
-            self._bytes += pix.nbytes
-
 
 def _prepare(pix: Pixels, region: Box, max_w: int, max_h: int, mirror: bool) -> tuple[np.ndarray, float]:
     """The region as an RGB array, mirrored if asked, scaled to fit; and its scale factor
