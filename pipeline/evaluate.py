@@ -19,7 +19,7 @@ from pipeline.index import TileIndex
 from pipeline.local import LocalFeatures, VoteIndex, extract
 from pipeline.match import Match, MatchParams, Query, explain_away, frequent_regions, rank_gallery, shows_region
 from pipeline.gallery import template_regions
-from pipeline.verify import PHOTO_RATIO, PixelCache, covered_share
+from pipeline.verify import PHOTO_RATIO, PixelCache, Pixels, covered_share
 from pipeline.parallel import fork_map
 from pipeline.metrics import Scored, at_threshold, micro_ap, rank_k, recall_at_precision
 from pipeline.tilecache import embed_tiles
@@ -63,7 +63,9 @@ class _Gallery:
         self.root, self.names, self.size = root, names, size
         self._cache: OrderedDict[int, Image.Image] = OrderedDict()
         self._features: dict[int, LocalFeatures] = {}
-        self.pixels = PixelCache(self.image)
+        # Room for a bench set's whole gallery (450 images, 150 of them long pages: about 2 GB),
+        # shared by the forked query workers.
+        self.pixels = PixelCache(self.image, budget_bytes=3_000_000_000)
 
     def features(self, gid: int) -> LocalFeatures:
         if gid not in self._features:
@@ -110,12 +112,14 @@ def _as_reported(ranked: list[Match]) -> list[Match]:
 _WORK: dict = {}
 
 
-def _prepare_gallery_image(gid: int) -> tuple[int, object, object, tuple[int, int] | None, str]:
-    """One gallery image's tiles, local features and size, or the reason it is unusable."""
+def _prepare_gallery_image(gid: int) -> tuple[int, object, object, Pixels | None, str]:
+    """One gallery image's tiles, local features and pixels (as the checks see them), or the
+    reason it is unusable. Pixels are made here, where the image is decoded anyway: the query
+    workers forked later share them instead of each decoding every gallery image again."""
     ds, embedder = _WORK["ds"], _WORK["embedder"]
     try:
         im = images.decode(ds.root / ds.gallery[gid])
-        return gid, embed_tiles(im, GALLERY_TILING, embedder), extract(im), im.size, ""
+        return gid, embed_tiles(im, GALLERY_TILING, embedder), extract(im), Pixels.of(im), ""
     except images.BadImage as e:
         return gid, None, None, None, e.reason
 
@@ -164,13 +168,14 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
     _WORK.update(ds=ds, embedder=embedder)
     vecs, owners, boxes, bad = [], [], [], []
     sizes: dict[int, tuple[int, int]] = {}
-    for n, (gid, tv, feats, size, reason) in enumerate(fork_map(_prepare_gallery_image, range(len(ds.gallery)), workers), 1):
+    for n, (gid, tv, feats, pix, reason) in enumerate(fork_map(_prepare_gallery_image, range(len(ds.gallery)), workers), 1):
         if reason:
             log.warning("gallery image skipped: %s: %s", ds.gallery[gid], reason)
             bad.append(ds.gallery[gid])
             continue
-        sizes[gid] = size
+        sizes[gid] = pix.size
         gallery._features[gid] = feats
+        gallery.pixels.put(gid, pix)
         vecs.append(tv.vectors)
         owners.append(np.full(len(tv), gid, np.int64))
         boxes.append(tv.boxes)
@@ -178,9 +183,9 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
             log.info("gallery: %d/%d images embedded", n, len(ds.gallery))
     good = [gid for gid in range(len(ds.gallery)) if ds.gallery[gid] not in bad]
     pages = [gid for gid in good if sizes[gid][1] > PHOTO_RATIO * sizes[gid][0]]
-    templates = template_regions(pages, gallery.features, gallery.pixels, workers=workers)
-    index = TileIndex(np.concatenate(vecs), np.concatenate(owners), np.concatenate(boxes), templates=templates)
     votes = VoteIndex.build({gid: gallery.features(gid) for gid in good})
+    templates = template_regions(pages, gallery.features, gallery.pixels, workers=workers, votes=votes)
+    index = TileIndex(np.concatenate(vecs), np.concatenate(owners), np.concatenate(boxes), templates=templates)
     t_gallery = time.perf_counter() - t0
     log.info("gallery: %d tiles, %d template regions, %.1f s", len(index), len(templates), t_gallery)
 

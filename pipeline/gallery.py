@@ -177,17 +177,21 @@ def template_regions(
     similarity: float = 0.9,
     k: int = 8,
     workers: int = 1,
+    votes=None,
 ) -> np.ndarray:
     """Regions a client's detail pages share with each other: their template.
 
     The strongest descriptors of all pages go into one index; each page's descriptors find their
     near-exact twins (RootSIFT similarity at least ``similarity``) on other pages. Each page is
-    then compared with the ``neighbours`` pages holding most twins, band by band, on those twins
-    only (:func:`pipeline.verify.shared_regions`); every region the two share pixel for pixel
-    (aligned correlation at least ``min_correlation``, no colour change) is recorded on both
-    pages as rows (gallery id, x0, y0, x1, y1): the full-width band it spans, slightly padded.
+    paired with the ``neighbours`` pages holding most twins (a pair both pages choose is compared
+    once), and the two are compared band by band on those twins only
+    (:func:`pipeline.verify.shared_regions`); every region they share pixel for pixel (aligned
+    correlation at least ``min_correlation``, no colour change) is recorded on both pages as rows
+    (gallery id, x0, y0, x1, y1): the full-width band it spans, slightly padded.
     ``features`` and ``pixels`` map a gallery id to its local features and its
-    :class:`pipeline.verify.Pixels` (or image). Pages are compared in ``workers`` forked processes.
+    :class:`pipeline.verify.Pixels` (or image). Pages are searched and compared in ``workers``
+    forked processes. ``votes``, the gallery's :class:`pipeline.local.VoteIndex` when already
+    built (it holds the same strongest descriptors), saves building a second index.
     """
     from pipeline.local import VOTE_PER_BLOCK, VoteIndex
     from pipeline.parallel import fork_map
@@ -195,43 +199,53 @@ def template_regions(
     if len(pages) < 2:
         return np.zeros((0, 5), np.int64)
     strongest = {gid: features(gid).strongest(VOTE_PER_BLOCK) for gid in pages}
-    index = VoteIndex(np.concatenate([features(g).desc[strongest[g]] for g in pages]),
-                      np.concatenate([np.full(len(strongest[g]), g, np.int64) for g in pages]))
-    _TEMPLATE_WORK.update(index=index, strongest=strongest, keypoint=np.concatenate([strongest[g] for g in pages]),
-                          features=features, pixels=pixels, neighbours=neighbours, min_correlation=min_correlation,
-                          similarity=similarity, k=k)
+    index = votes if votes is not None else VoteIndex.build({g: features(g) for g in pages})
+    _TEMPLATE_WORK.update(index=index, strongest=strongest, pages=set(pages), features=features, pixels=pixels,
+                          neighbours=neighbours, min_correlation=min_correlation, similarity=similarity, k=k)
     rows: list[tuple[int, ...]] = []
     try:
-        for n, found in enumerate(fork_map(_page_template, pages, workers), 1):
+        pairs: dict[tuple[int, int], tuple[int, int, np.ndarray]] = {}
+        for a, found in fork_map(_page_twins, pages, workers):
+            for b, twins in found:
+                key = (min(a, b), max(a, b))
+                if key not in pairs or len(twins) > len(pairs[key][2]):
+                    pairs[key] = (a, b, twins)
+        log.info("templates: %d pages, %d pairs to compare", len(pages), len(pairs))
+        for n, found in enumerate(fork_map(_pair_template, list(pairs.values()), workers), 1):
             rows.extend(found)
-            if n % 50 == 0 or n == len(pages):
-                log.info("templates: %d/%d pages compared, %d shared regions", n, len(pages), len(rows) // 2)
+            if n % 100 == 0 or n == len(pairs):
+                log.info("templates: %d/%d pairs compared, %d shared regions", n, len(pairs), len(rows) // 2)
     finally:
         _TEMPLATE_WORK.clear()
     return np.array(rows, np.int64).reshape(-1, 5)
 
 
-def _page_template(a: int) -> list[tuple[int, ...]]:
-    """Template rows found by comparing page ``a`` with the pages holding most of its twins."""
+def _page_twins(a: int) -> tuple[int, list[tuple[int, np.ndarray]]]:
+    """Page ``a``'s ``neighbours`` pages holding most of its near-exact twins (at least 12), each
+    with the twins as rows (keypoint on ``a``, keypoint on the other page, descriptor distance)."""
     w = _TEMPLATE_WORK
-    index, strongest, keypoint, features, pixels = w["index"], w["strongest"], w["keypoint"], w["features"], w["pixels"]
-    fa = features(a)
-    sims, hits = index.search(fa.desc[strongest[a]], w["k"])
+    index, strongest, pages = w["index"], w["strongest"], w["pages"]
+    sims, hits = index.search(w["features"](a).desc[strongest[a]], w["k"])
     twins: dict[int, list[tuple[int, int, float]]] = {}
     for j, (srow, hrow) in enumerate(zip(sims, hits)):
         for sim, hit in zip(srow, hrow):
             b = int(index.owners[hit]) if hit >= 0 else a
-            if b != a and sim >= w["similarity"]:
-                twins.setdefault(b, []).append((int(strongest[a][j]), int(keypoint[hit]), float(np.sqrt(max(0.0, 2 - 2 * sim)))))
+            if b != a and b in pages and sim >= w["similarity"]:
+                twins.setdefault(b, []).append((int(strongest[a][j]), int(index.keypoints[hit]), float(np.sqrt(max(0.0, 2 - 2 * sim)))))
+    best = sorted(twins, key=lambda g: -len(twins[g]))[: w["neighbours"]]
+    return a, [(b, np.array(twins[b], dtype=np.float64)) for b in best if len(twins[b]) >= 12]
+
+
+def _pair_template(pair: tuple[int, int, np.ndarray]) -> list[tuple[int, ...]]:
+    """Template rows found by comparing page ``a``, band by band, with page ``b`` on their twins."""
+    a, b, arr = pair
+    w = _TEMPLATE_WORK
+    features, pixels = w["features"], w["pixels"]
+    matches = (arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2].astype(np.float32))
+    pa, pb = pixels(a), pixels(b)
     rows: list[tuple[int, ...]] = []
-    for b in sorted(twins, key=lambda g: -len(twins[g]))[: w["neighbours"]]:
-        if len(twins[b]) < 12:
-            continue
-        arr = np.array(twins[b], dtype=np.float64)
-        matches = (arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2].astype(np.float32))
-        pa, pb = pixels(a), pixels(b)
-        for v in shared_regions(pa, pb, features=(fa, features(b)), matches=matches):
-            if v.correlation >= w["min_correlation"] and v.colour_mismatch < 0.05:
-                rows.append((a, *_page_band(v.query_box, pa.size)))
-                rows.append((b, *_page_band(v.gallery_box, pb.size)))
+    for v in shared_regions(pa, pb, features=(features(a), features(b)), matches=matches):
+        if v.correlation >= w["min_correlation"] and v.colour_mismatch < 0.05:
+            rows.append((a, *_page_band(v.query_box, pa.size)))
+            rows.append((b, *_page_band(v.gallery_box, pb.size)))
     return rows

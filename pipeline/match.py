@@ -214,9 +214,10 @@ def rank_gallery(
         mirrored = voted[gid][1] if gid in voted else cand.mirrored
         if gid in voted:
             greg = _vote_band(query, gallery, gid, mirrored, cast, index.template_boxes(gid))
-            v = verify_features(query.pixels, query.features(mirrored), gallery.pixels(gid), gallery.features(gid), gallery_region=greg)
+            v = verify_features(query.pixels, query.features(mirrored), gallery.pixels(gid), gallery.features(gid), gallery_region=greg,
+                                min_inliers=params.min_inliers)
         else:
-            v = _verify(query, gallery, gid, cand if cand and cand.mirrored == mirrored else None, mirrored)
+            v = _verify(query, gallery, gid, cand if cand and cand.mirrored == mirrored else None, mirrored, params.min_inliers)
         log.debug("candidate gallery=%d votes=%s cosine=%.3f mirrored=%s inliers=%d corr=%.3f colour=%.3f",
                   gid, voted.get(gid, (0,))[0], cosine, mirrored, v.inliers, v.correlation, v.colour_mismatch)
         score = verified_score(v, params.min_inliers)
@@ -275,7 +276,7 @@ def _vote_band(query: Query, gallery: GallerySource, gid: int, mirrored: bool, c
     return (0, y0, gw, y1)
 
 
-def _verify(query: Query, gallery: GallerySource, gid: int, cand: Candidate | None, mirrored: bool) -> Verification:
+def _verify(query: Query, gallery: GallerySource, gid: int, cand: Candidate | None, mirrored: bool, min_inliers: int) -> Verification:
     """Verify one candidate: around the tile pairs that proposed it, or whole images."""
     g_pixels = gallery.pixels(gid)
     qreg = greg = None
@@ -283,7 +284,8 @@ def _verify(query: Query, gallery: GallerySource, gid: int, cand: Candidate | No
         strong = [p for p in cand.pairs if p[2] >= cand.score - 0.1]
         qreg = _union([p[0] for p in strong], query.image.size, 0.25)
         greg = _union([p[1] for p in strong], g_pixels.size, 0.25)
-    return verify_features(query.pixels, query.features(mirrored), g_pixels, gallery.features(gid), query_region=qreg, gallery_region=greg)
+    return verify_features(query.pixels, query.features(mirrored), g_pixels, gallery.features(gid), query_region=qreg,
+                           gallery_region=greg, min_inliers=min_inliers)
 
 
 def _rank_key(m: Match) -> tuple:

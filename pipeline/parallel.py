@@ -21,5 +21,7 @@ def fork_map(func: Callable[[T], R], items: Iterable[T], workers: int, chunksize
     if workers <= 1 or len(items) < 2:
         yield from map(func, items)
         return
-    with multiprocessing.get_context("fork").Pool(min(workers, len(items))) as pool:
+    from pipeline.runtime import single_threaded_workers
+
+    with multiprocessing.get_context("fork").Pool(min(workers, len(items)), initializer=single_threaded_workers) as pool:
         yield from pool.imap(func, items, chunksize=chunksize)

@@ -22,6 +22,7 @@ from pipeline.findings import upsert_finding
 from pipeline.gallery import client_gallery, client_index
 from pipeline.match import Match, MatchParams, Query, checked_matches, copies, frequent_regions, rank_gallery, shows_region
 from pipeline.verify import covered_share
+from pipeline.runtime import tune_allocator
 from pipeline.repo import get_client, record_skip, run_date, set_run_stats, upsert_image, upsert_run, utcnow
 from pipeline.store import ContentStore
 from pipeline.tilecache import cached, embed_image
@@ -100,6 +101,7 @@ def embed_run_images(
     With ``id_range`` (lo, hi), only images with lo <= id <= hi: one batch of :func:`embed_batches`,
     whose counts are kept under ``embed:<lo>`` (and summed into ``embed``).
     """
+    tune_allocator()
     embedder = embedder or get_embedder(settings.embedder, weights_dir=settings.weights_dir)
     store = ContentStore(settings.store_dir)
     db = Database(settings.database_url)
@@ -135,6 +137,7 @@ def embed_run_images(
 
 def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embedder | None = None, params: MatchParams = MatchParams()) -> dict[str, int]:
     """Match every image seen in this run against one client's gallery; upsert its findings."""
+    tune_allocator()
     embedder = embedder or get_embedder(settings.embedder, weights_dir=settings.weights_dir)
     store = ContentStore(settings.store_dir)
     db = Database(settings.database_url)
@@ -282,6 +285,7 @@ def recent_runs(settings: Settings, until: date, days: int) -> list[int]:
 
 def refresh_client_index(settings: Settings, client_slug: str, embedder: Embedder | None = None) -> dict[str, int]:
     """Embed the client's gallery images not yet embedded and rebuild its tile index if the gallery changed."""
+    tune_allocator()
     embedder = embedder or get_embedder(settings.embedder, weights_dir=settings.weights_dir)
     db = Database(settings.database_url)
     try:

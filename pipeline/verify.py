@@ -132,7 +132,12 @@ class PixelCache:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        pix = Pixels.of(self._load(key))
+        return self.put(key, Pixels.of(self._load(key)))
+
+    def put(self, key, pix: Pixels) -> Pixels:
+        """Keep pixels prepared elsewhere (by the worker that decoded the image for indexing)."""
+        if key in self._items:
+            self._bytes -= self._items.pop(key).nbytes
         self._items[key] = pix
         self._bytes += pix.nbytes
         while self._bytes > self._budget and len(self._items) > 1:
@@ -356,8 +361,13 @@ def _good_matches(q: _Side, g: _Side, ratio: float) -> tuple[np.ndarray, np.ndar
     return q.pts[qi].reshape(-1, 2), g.pts[ti].reshape(-1, 2)
 
 
-def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray) -> tuple[Verification, np.ndarray]:
-    """One RANSAC similarity fit on the matches; returns the verification and its inlier mask."""
+def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray, min_inliers: int = 0) -> tuple[Verification, np.ndarray]:
+    """One RANSAC similarity fit on the matches; returns the verification and its inlier mask.
+
+    The aligned pixels are compared (:func:`aligned_agreement`, most of a check's cost) only for
+    a fit that can still be a copy: at least ``min_inliers`` inliers, a plausible scale and a
+    region big enough; any other fit is returned rejected, with correlation 0.
+    """
     none = np.zeros(len(pq), bool)
     if len(pq) < 4:
         return Verification(0, len(pq), None, None, 0.0, q.mirrored), none
@@ -372,19 +382,23 @@ def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray) -> tuple[Verificati
     q_scale = 1.0 / g_per_q if g_per_q > 1e-9 else float("inf")
     if not SCALE_RANGE[0] <= q_scale <= SCALE_RANGE[1]:
         return Verification(0, len(pq), None, None, 0.0, q.mirrored, q_scale, rejected=f"implausible scale {q_scale:.3g}"), inl
-    correlation, mismatch, disagreement = aligned_agreement(q.rgb, g.rgb, model, pg[inl])
     qbox = _bbox(q.to_original(pq[inl]), q.size)
     gbox = _bbox(g.to_original(pg[inl]), g.size)
     area = g.size[0] * g.size[1]
     overlap = (gbox[2] - gbox[0]) * (gbox[3] - gbox[1]) / area if area else 0.0
     side = min(gbox[2] - gbox[0], gbox[3] - gbox[1])
     region_area = (gbox[2] - gbox[0]) * (gbox[3] - gbox[1])
+    photo = g.size[1] <= PHOTO_RATIO * g.size[0]
     rejected = ""
     if side < MIN_REGION_SIDE:
         rejected = f"matched region too thin ({side} px)"
     elif region_area < min(MIN_REGION_SHARE * area, MIN_REGION_PIXELS):
         rejected = f"matched region too small ({overlap:.1%} of the protected image)"
-    photo = g.size[1] <= PHOTO_RATIO * g.size[0]
+    elif n_in < min_inliers:
+        rejected = f"too few inliers ({n_in} < {min_inliers})"
+    if rejected:
+        return Verification(n_in, len(pq), qbox, gbox, float(overlap), q.mirrored, q_scale, 0.0, rejected, 0.0, 0.0, photo), inl
+    correlation, mismatch, disagreement = aligned_agreement(q.rgb, g.rgb, model, pg[inl])
     return Verification(n_in, len(pq), qbox, gbox, float(overlap), q.mirrored, q_scale, mismatch, rejected, correlation, disagreement, photo), inl
 
 
@@ -421,12 +435,14 @@ def verify_features(
     query_region: Box | None = None,
     gallery_region: Box | None = None,
     ratio: float = 0.8,
+    min_inliers: int = 0,
 ) -> Verification:
     """:func:`verify_pair` with keypoints computed once per image (see ``pipeline.local``);
-    the query features' orientation says whether the copy is mirrored."""
+    the query features' orientation says whether the copy is mirrored. A fit with fewer than
+    ``min_inliers`` inliers is rejected without comparing pixels."""
     q = _Side.with_features(query, query_region, query_features, WORK_WIDTH, WORK_HEIGHT)
     g = _Side.with_features(gallery, gallery_region, gallery_features, WORK_WIDTH, WORK_HEIGHT)
-    v, _ = _fit(q, g, *_good_matches(q, g, ratio))
+    v, _ = _fit(q, g, *_good_matches(q, g, ratio), min_inliers=min_inliers)
     return v
 
 
@@ -465,7 +481,7 @@ def shared_regions(
             continue
         q = _Side.with_features(a, region, fa, WORK_WIDTH, LONG_PAGE)
         bq, bt = _one_to_one(qi[in_band], ti[in_band], dist[in_band])
-        v, _ = _fit(q, g, q.to_crop(fa.xy[bq]), g.pts[bt].reshape(-1, 2))
+        v, _ = _fit(q, g, q.to_crop(fa.xy[bq]), g.pts[bt].reshape(-1, 2), min_inliers=min_inliers)
         if v.ok and v.inliers >= min_inliers:
             found.append(v)
     return found

@@ -184,3 +184,31 @@ def test_a_segment_copied_from_a_long_page_is_found_in_the_band_its_votes_point_
     assert best.gallery_id == 1 and best.score >= THRESHOLD
     x0, y0, x1, y1 = best.verification.gallery_box
     assert 3900 <= y0 and y1 <= 5700 and y1 - y0 > 1000  # the copied rows, not the whole page
+
+
+def test_a_fit_with_too_few_inliers_is_rejected_before_its_pixels_are_compared():
+    original = photo("wj08-purple_main")
+    query = copier(original)
+    args = (query, extract(query), original, extract(original))
+    checked = verify_features(*args)
+    assert checked.ok and checked.inliers >= 12 and checked.correlation > 0.9
+    skipped = verify_features(*args, min_inliers=checked.inliers + 1)
+    assert not skipped.ok and skipped.rejected.startswith("too few inliers")
+    assert skipped.inliers == checked.inliers and skipped.gallery_box == checked.gallery_box
+    assert skipped.correlation == 0.0 and verified_score(skipped, MatchParams().min_inliers) == 0.0
+
+
+def test_template_search_can_reuse_the_gallery_vote_index(tmp_path):
+    from crawler.demo.build import build_demo
+    from pipeline.gallery import template_regions
+
+    manifest = build_demo(tmp_path / "demo")
+    names = [p for p in manifest["client"]["gallery"] if "detail" in p][:3]
+    names += [p for p in manifest["client"]["gallery"] if "detail" not in p][:2]
+    ims = [Image.open(tmp_path / "demo" / p).convert("RGB") for p in names]
+    feats = {i: extract(im) for i, im in enumerate(ims)}
+    pages = [i for i, n in enumerate(names) if "detail" in n]
+    own = template_regions(pages, feats.__getitem__, ims.__getitem__)
+    shared = template_regions(pages, feats.__getitem__, ims.__getitem__, votes=VoteIndex.build(feats))
+    assert len(own) and {tuple(r) for r in own} == {tuple(r) for r in shared}
+    assert set(own[:, 0]) <= set(pages)  # photos in the shared index are never template

@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from pipeline.runtime import tune_allocator
+
+    tune_allocator()
     try:
         return int(args.func(args) or 0)
     except (LookupError, FileNotFoundError, ValueError) as e:
