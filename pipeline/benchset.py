@@ -372,26 +372,45 @@ def spread(total: int, bins: int) -> list[int]:
 
 
 def plan_type2(dataset: Path, photos: Sequence[Photo], size: BenchSize, seed: int) -> list[PageTask]:
-    """Pages (protected and decoys) with disjoint photos, brands shared by both, and query names."""
+    """Pages (protected and decoys) with disjoint photos, brands shared by both, and query names.
+
+    Decoy pages show no product of a protected page: a page shows a crop of each photo, and the
+    crops of two colour variants of one composited shot can be the same pixels (the model's legs
+    and shoes, the garment cut off), which would make a decoy part a real copy labelled as none.
+    Colour variants as non-copies are type1's and the unrelated set's (whole photos, whose
+    garment is visible).
+    """
     rng = item_rng(seed, "t2", "plan")
     pages = size.t2_pages + size.t2_decoy_pages
     per_page = max(1, min(4, len(photos) // max(1, pages)))
-    pool = list(photos)
-    rng.shuffle(pool)
-    if len(pool) < pages:
-        raise ValueError(f"type2 needs at least {pages} photos, got {len(pool)}")
+    shuffled = list(photos)
+    rng.shuffle(shuffled)
+    if len(shuffled) < pages:
+        raise ValueError(f"type2 needs at least {pages} photos, got {len(shuffled)}")
+    styles: dict[str, list[Photo]] = {}
+    for photo in shuffled:
+        styles.setdefault(photo.style, []).append(photo)
+    protected: list[Photo] = []
+    decoy: list[Photo] = []
+    for group in styles.values():
+        (protected if len(protected) < size.t2_pages * per_page else decoy).extend(group)
+    if len(decoy) < size.t2_decoy_pages:
+        raise ValueError(f"type2 needs photos of more products: {len(decoy)} left for {size.t2_decoy_pages} decoy pages")
+    decoy_per_page = max(1, min(per_page, len(decoy) // max(1, size.t2_decoy_pages)))
     brands = max(2, min(len(BRANDS), pages // 25))
     counts = spread(size.t2_copies, size.t2_pages) + spread(size.t2_noncopies, size.t2_decoy_pages)
     names = [f"queries/q{i:05d}.jpg" for i in range(sum(counts))]
     rng.shuffle(names)
     tasks, used = [], 0
     for index in range(pages):
-        protected = index < size.t2_pages
-        page_id = f"page-{index:04d}" if protected else f"decoy-{index - size.t2_pages:04d}"
+        protected_page = index < size.t2_pages
+        page_id = f"page-{index:04d}" if protected_page else f"decoy-{index - size.t2_pages:04d}"
         tasks.append(PageTask(
             dataset=dataset, seed=seed, page_id=page_id,
-            photos=tuple(pool[index * per_page: (index + 1) * per_page]), brand=index % brands,
-            gallery=f"gallery/pages/{page_id}.jpg" if protected else None,
+            photos=tuple(protected[index * per_page: (index + 1) * per_page] if protected_page
+                         else decoy[(index - size.t2_pages) * decoy_per_page: (index - size.t2_pages + 1) * decoy_per_page]),
+            brand=index % brands,
+            gallery=f"gallery/pages/{page_id}.jpg" if protected_page else None,
             queries=tuple(names[used: used + counts[index]]), heights=size.page_heights,
         ))
         used += counts[index]

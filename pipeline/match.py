@@ -213,9 +213,13 @@ def rank_gallery(
         cosine = cand.score if cand else 0.0
         mirrored = voted[gid][1] if gid in voted else cand.mirrored
         if gid in voted:
-            greg = _vote_band(query, gallery, gid, mirrored, cast, index.template_boxes(gid))
-            v = verify_features(query.pixels, query.features(mirrored), gallery.pixels(gid), gallery.features(gid), gallery_region=greg,
-                                min_inliers=params.min_inliers)
+            # The band where most votes landed; when its check fails, the next separate cluster
+            # of votes (a line of text repeated elsewhere on the page can outvote the copied part).
+            for greg in _vote_bands(query, gallery, gid, mirrored, cast, index.template_boxes(gid), params.min_votes):
+                v = verify_features(query.pixels, query.features(mirrored), gallery.pixels(gid), gallery.features(gid),
+                                    gallery_region=greg, min_inliers=params.min_inliers)
+                if verified_score(v, params.min_inliers) > 0:
+                    break
         else:
             v = _verify(query, gallery, gid, cand if cand and cand.mirrored == mirrored else None, mirrored, params.min_inliers)
         log.debug("candidate gallery=%d votes=%s cosine=%.3f mirrored=%s inliers=%d corr=%.3f colour=%.3f",
@@ -241,22 +245,26 @@ def rank_gallery(
     return sorted(ranked, key=_rank_key)[:top]
 
 
-def _vote_band(query: Query, gallery: GallerySource, gid: int, mirrored: bool, cast: Votes, template: list[Box]) -> Box | None:
-    """On a long protected page, the band where the query's votes landed; None for a photo.
+def _vote_bands(query: Query, gallery: GallerySource, gid: int, mirrored: bool, cast: Votes, template: list[Box],
+                min_votes: int) -> list[Box | None]:
+    """On a long protected page, the bands where the query's votes landed, best first; [None]
+    (the whole image) for a photo.
 
     Matching a copied segment against all of a long page's keypoints drowns its matches in
     look-alikes from the rest of the page (the ratio test fails); the votes say where to look.
-    Votes landing in the client's template are ignored when others exist. The band is the
-    densest stretch of votes, grown to every stretch with a fair share of them that a copy of
-    the query's height could reach, plus half a page width on each side.
+    Votes landing in the client's template are ignored when others exist. A band is the densest
+    stretch of votes, grown to every stretch with a fair share of them that a copy of the
+    query's height could reach, plus half a page width on each side. A second band is returned
+    when the votes outside the first still form a cluster (at least ``min_votes``, and 30% of
+    the first's peak).
     """
     gw, gh = gallery.pixels(gid).size
     if gh <= PHOTO_RATIO * gw:
-        return None
+        return [None]
     _, landed = cast.landed(mirrored, gid)
     landed = landed[landed >= 0]
     if len(landed) == 0:
-        return None
+        return [None]
     xy = gallery.features(gid).xy[landed]
     if template:
         t = np.asarray(template, dtype=np.float32).reshape(-1, 4)
@@ -265,15 +273,23 @@ def _vote_band(query: Query, gallery: GallerySource, gid: int, mirrored: bool, c
         if not inside.all():
             xy = xy[~inside]
     bin_h = gw / 2
-    bins = (xy[:, 1] // bin_h).astype(int)
-    counts = np.bincount(bins)
-    peak = int(counts.argmax())
+    counts = np.bincount((xy[:, 1] // bin_h).astype(int))
     qw, qh = query.image.size
     reach = qh * gw / qw * 1.7 / bin_h + 1  # a copy cropped to 60% of the width is 1.7x taller in page pixels
-    keep = [b for b in np.flatnonzero(counts >= max(2, 0.15 * counts[peak])) if abs(b - peak) <= reach] or [peak]
-    y0 = max(0, int((min(keep) - 0.5) * bin_h))
-    y1 = min(gh, int((max(keep) + 1.5) * bin_h))
-    return (0, y0, gw, y1)
+    bands: list[Box | None] = []
+    first_peak = 0
+    for _ in range(2):
+        peak = int(counts.argmax())
+        if bands and (counts[peak] < max(min_votes, 0.3 * first_peak)):
+            break
+        first_peak = first_peak or int(counts[peak])
+        keep = [b for b in np.flatnonzero(counts >= max(2, 0.15 * counts[peak])) if abs(b - peak) <= reach] or [peak]
+        bands.append((0, max(0, int((min(keep) - 0.5) * bin_h)), gw, min(gh, int((max(keep) + 1.5) * bin_h))))
+        counts = counts.copy()
+        counts[min(keep): max(keep) + 1] = 0
+        if not counts.any():
+            break
+    return bands
 
 
 def _verify(query: Query, gallery: GallerySource, gid: int, cand: Candidate | None, mirrored: bool, min_inliers: int) -> Verification:

@@ -123,3 +123,16 @@ def test_unrelated_set_copies_nothing_of_the_combined_gallery(bench: Path) -> No
     assert all(m["source"] not in type1_gallery for m in meta if m["kind"] == "unrelated-photo")
     assert all(m["gallery"] is None and m["source"].startswith("unrelated-") for m in meta if m["kind"] == "noncopy")
     assert {m["source"] for m in t2_meta}.isdisjoint({m["source"] for m in meta})
+
+
+def test_decoy_pages_show_no_product_of_a_protected_page(tmp_path: Path) -> None:
+    # Crops of two colour variants of one composited shot can be the same pixels: a decoy showing
+    # another colour of a protected page's product could be a real copy labelled as none.
+    photos = benchset.dedupe(benchset.collect_photos([PHOTOS]))
+    size = benchset.SIZES["small"]
+    tasks = benchset.plan_type2(tmp_path, photos, size, seed=3)
+    protected = {p.style for t in tasks if t.gallery for p in t.photos}
+    decoys = {p.style for t in tasks if not t.gallery for p in t.photos}
+    assert protected and decoys and not protected & decoys
+    assert all(t.photos for t in tasks)
+    assert len({p.name for t in tasks for p in t.photos}) == sum(len(t.photos) for t in tasks)  # no photo twice

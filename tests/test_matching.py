@@ -212,3 +212,28 @@ def test_template_search_can_reuse_the_gallery_vote_index(tmp_path):
     shared = template_regions(pages, feats.__getitem__, ims.__getitem__, votes=VoteIndex.build(feats))
     assert len(own) and {tuple(r) for r in own} == {tuple(r) for r in shared}
     assert set(own[:, 0]) <= set(pages)  # photos in the shared index are never template
+
+
+def test_a_second_cluster_of_votes_gets_its_own_band_when_it_is_strong_enough():
+    from types import SimpleNamespace
+
+    from pipeline.local import LocalFeatures, Votes
+    from pipeline.match import Query, _vote_bands
+
+    rng = np.random.default_rng(0)
+    line = np.column_stack([rng.uniform(300, 500, 18), rng.uniform(6265, 6278, 18)])  # a repeated text line
+    part = np.column_stack([rng.uniform(200, 650, 16), rng.uniform(2390, 2620, 16)])  # the copied photo
+    xy = np.vstack([line, part]).astype(np.float32)
+    page = LocalFeatures(xy, np.zeros((len(xy), 128), np.float32), np.ones(len(xy), np.float32), (860, 11815))
+    gallery = SimpleNamespace(pixels=lambda gid: SimpleNamespace(size=page.size), features=lambda gid: page)
+    query = Query(Image.new("RGB", (884, 1000)), None)
+
+    def bands(n_part: int):
+        keep = np.r_[np.arange(18), 18 + np.arange(n_part)]
+        votes = Votes({False: {7: len(keep)}, True: {}}, {False: (keep, np.full(len(keep), 7), keep)})
+        return _vote_bands(query, gallery, 7, False, votes, [], min_votes=4)
+
+    first, second = bands(16)
+    assert first[1] <= 6265 <= first[3] and not first[1] <= 2500 <= first[3]
+    assert second[1] <= 2390 and 2620 <= second[3]
+    assert len(bands(3)) == 1  # three stray votes are no second place to look
