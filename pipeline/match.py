@@ -214,9 +214,13 @@ def rank_gallery(
         mirrored = voted[gid][1] if gid in voted else cand.mirrored
         if gid in voted:
             # The band where most votes landed; when its check fails, the next separate cluster
-            # of votes (a line of text repeated elsewhere on the page can outvote the copied part).
-            for greg in _vote_bands(query, gallery, gid, mirrored, cast, index.template_boxes(gid), params.min_votes):
-                v = verify_features(query.pixels, query.features(mirrored), gallery.pixels(gid), gallery.features(gid),
+            # of votes (a line of text repeated elsewhere on the page can outvote the copied part),
+            # then the other orientation if it has votes too (a symmetric pattern, such as a
+            # speaker grille, votes for the mirrored image as much as for the upright one).
+            tries = [(m, greg) for m in (mirrored, not mirrored) if m == mirrored or cast.counts[m].get(gid, 0) >= params.min_votes
+                     for greg in _vote_bands(query, gallery, gid, m, cast, index.template_boxes(gid), params.min_votes)]
+            for m, greg in tries:
+                v = verify_features(query.pixels, query.features(m), gallery.pixels(gid), gallery.features(gid),
                                     gallery_region=greg, min_inliers=params.min_inliers)
                 if verified_score(v, params.min_inliers) > 0:
                     break
