@@ -217,8 +217,10 @@ def rank_gallery(
             # of votes (a line of text repeated elsewhere on the page can outvote the copied part),
             # then the other orientation if it has votes too (a symmetric pattern, such as a
             # speaker grille, votes for the mirrored image as much as for the upright one).
-            tries = [(m, greg) for m in (mirrored, not mirrored) if m == mirrored or cast.counts[m].get(gid, 0) >= params.min_votes
-                     for greg in _vote_bands(query, gallery, gid, m, cast, index.template_boxes(gid), params.min_votes)]
+            other = not mirrored
+            orientations = (mirrored, other) if cast.counts[other].get(gid, 0) >= params.min_votes else (mirrored,)
+            tries = ((m, greg) for m in orientations
+                     for greg in _vote_bands(query, gallery, gid, m, cast, index.template_boxes(gid), params.min_votes))
             for m, greg in tries:
                 v = verify_features(query.pixels, query.features(m), gallery.pixels(gid), gallery.features(gid),
                                     gallery_region=greg, min_inliers=params.min_inliers)
@@ -289,8 +291,7 @@ def _vote_bands(query: Query, gallery: GallerySource, gid: int, mirrored: bool, 
         first_peak = first_peak or int(counts[peak])
         keep = [b for b in np.flatnonzero(counts >= max(2, 0.15 * counts[peak])) if abs(b - peak) <= reach] or [peak]
         bands.append((0, max(0, int((min(keep) - 0.5) * bin_h)), gw, min(gh, int((max(keep) + 1.5) * bin_h))))
-        counts = counts.copy()
-        counts[min(keep): max(keep) + 1] = 0
+        counts[min(keep): max(keep) + 1] = 0  # what the next band may use
         if not counts.any():
             break
     return bands
