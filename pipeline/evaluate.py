@@ -183,7 +183,8 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
             log.info("gallery: %d/%d images embedded", n, len(ds.gallery))
     good = [gid for gid in range(len(ds.gallery)) if ds.gallery[gid] not in bad]
     pages = [gid for gid in good if sizes[gid][1] > PHOTO_RATIO * sizes[gid][0]]
-    votes = VoteIndex.build({gid: gallery.features(gid) for gid in good})
+    # FAISS trains the vote index's inverted lists on every core, in a child (see VoteIndex).
+    votes = VoteIndex.build({gid: gallery.features(gid) for gid in good}, forked_threads=workers)
     templates = template_regions(pages, gallery.features, gallery.pixels, workers=workers, votes=votes)
     index = TileIndex(np.concatenate(vecs), np.concatenate(owners), np.concatenate(boxes), templates=templates)
     t_gallery = time.perf_counter() - t0

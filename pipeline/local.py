@@ -143,37 +143,31 @@ class VoteIndex:
     both ways), where a whole-tile embedding does not.
     """
 
-    def __init__(self, desc: np.ndarray, owners: np.ndarray, keypoints: np.ndarray | None = None) -> None:
-        import faiss
-
+    def __init__(self, desc: np.ndarray, owners: np.ndarray, keypoints: np.ndarray | None = None, *,
+                 forked_threads: int = 0) -> None:
+        """``forked_threads`` > 1: build the inverted lists in a forked child using that many
+        threads, for a caller (``copywatch eval``) whose own FAISS must stay on one thread
+        because it forks worker processes later (see :func:`pipeline.parallel.fork_map`)."""
         self.owners = owners.astype(np.int64)
         #: Index of each row's keypoint in its image's features (where a vote lands).
         self.keypoints = keypoints.astype(np.int64) if keypoints is not None else np.full(len(owners), -1, np.int64)
         self.size = len(owners)
-        d = 128
         desc = np.ascontiguousarray(desc, dtype=np.float32)
-        if self.size > EXACT_LIMIT:
-            # Inverted lists: a query descriptor is compared only with the gallery descriptors of
-            # its NPROBE nearest of IVF_LISTS * sqrt(n) cells. Exhaustive search costs O(n) per
-            # descriptor, which at 100k gallery descriptors is most of a query's time. Lists
-            # hold each descriptor's residual to its cell's centre in half precision: a third
-            # less search time than float32 lists and half the memory, with the same leading
-            # votes (vote counts within 2 of float32's on 80 detail-page queries).
-            nlist = int(IVF_LISTS * np.sqrt(self.size))
-            quantizer = faiss.IndexFlatIP(d)
-            self._index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_fp16,
-                                                        faiss.METRIC_INNER_PRODUCT)
-            self._index.cp.niter = IVF_TRAIN_ITERATIONS
-            rng = np.random.default_rng(0)
-            self._index.train(desc[rng.choice(self.size, min(self.size, IVF_TRAIN_PER_LIST * nlist), replace=False)])
-            self._index.nprobe = NPROBE
+        if self.size > EXACT_LIMIT and forked_threads > 1:
+            import faiss
+            from pipeline.parallel import in_forked_child
+
+            _BUILD["desc"] = desc
+            try:
+                blob = in_forked_child(_serialized_ivf, forked_threads)
+            finally:
+                _BUILD.clear()
+            self._index = faiss.deserialize_index(blob)
         else:
-            self._index = faiss.IndexFlatIP(d)
-        if self.size:
-            self._index.add(desc)
+            self._index = _index_of(desc)
 
     @classmethod
-    def build(cls, features: dict[int, LocalFeatures]) -> "VoteIndex":
+    def build(cls, features: dict[int, LocalFeatures], forked_threads: int = 0) -> "VoteIndex":
         descs, owners, keypoints = [], [], []
         for gid, feats in features.items():
             idx = feats.strongest(VOTE_PER_BLOCK)
@@ -182,7 +176,7 @@ class VoteIndex:
             keypoints.append(idx)
         if not descs:
             return cls(np.zeros((0, 128), np.float32), np.zeros(0, np.int64))
-        return cls(np.concatenate(descs), np.concatenate(owners), np.concatenate(keypoints))
+        return cls(np.concatenate(descs), np.concatenate(owners), np.concatenate(keypoints), forked_threads=forked_threads)
 
     def search(self, desc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inner products and rows of the ``k`` nearest gallery descriptors (rows -1 when fewer)."""
@@ -242,6 +236,45 @@ class Votes:
         q, g, kp = self.hits[mirrored]
         sel = g == gallery_id
         return q[sel], kp[sel]
+
+
+def _index_of(desc: np.ndarray):
+    """The FAISS index of a gallery's vote descriptors: exhaustive up to ``EXACT_LIMIT`` of them.
+
+    Above, inverted lists: a query descriptor is compared only with the gallery descriptors of its
+    NPROBE nearest of IVF_LISTS * sqrt(n) cells. Exhaustive search costs O(n) per descriptor,
+    which at 100k gallery descriptors is most of a query's time. Lists hold each descriptor's
+    residual to its cell's centre in half precision: a third less search time than float32 lists
+    and half the memory, with the same leading votes (vote counts within 2 of float32's on 80
+    detail-page queries).
+    """
+    import faiss
+
+    n, d = len(desc), 128
+    if n <= EXACT_LIMIT:
+        index = faiss.IndexFlatIP(d)
+    else:
+        nlist = int(IVF_LISTS * np.sqrt(n))
+        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_fp16,
+                                              faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = IVF_TRAIN_ITERATIONS
+        rng = np.random.default_rng(0)
+        index.train(desc[rng.choice(n, min(n, IVF_TRAIN_PER_LIST * nlist), replace=False)])
+        index.nprobe = NPROBE
+    if n:
+        index.add(desc)
+    return index
+
+
+#: What the forked index builder reads (set just before it forks).
+_BUILD: dict = {}
+
+
+def _serialized_ivf(threads: int) -> np.ndarray:
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    return faiss.serialize_index(_index_of(_BUILD["desc"]))
 
 
 #: Up to this many gallery descriptors are searched exhaustively; above, with inverted lists.

@@ -25,3 +25,11 @@ def fork_map(func: Callable[[T], R], items: Iterable[T], workers: int, chunksize
 
     with multiprocessing.get_context("fork").Pool(min(workers, len(items)), initializer=single_threaded_workers) as pool:
         yield from pool.imap(func, items, chunksize=chunksize)
+
+
+def in_forked_child(func: Callable[[T], R], arg: T) -> R:
+    """``func(arg)`` in one forked child process, its result pickled back: for multi-threaded work
+    (FAISS's OpenMP) in a process that must not start thread pools of its own before it forks
+    workers."""
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        return pool.apply(func, (arg,))

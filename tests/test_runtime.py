@@ -22,3 +22,35 @@ def test_allocator_tuning_takes_effect_once_and_is_inherited_by_forked_workers()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout.split(maxsplit=2)
     assert out[0] == "True" and out[1] == "True"  # glibc (Debian) accepts the three mallopt calls
     assert out[2].strip() == "[1, 1, 1, 1]"  # each forked worker runs OpenCV and BLAS on one thread
+
+
+def test_vote_index_built_in_a_forked_child_votes_alike_and_workers_forked_later_do_not_hang():
+    # As `copywatch eval` does it: FAISS on one thread in this process, the inverted lists built
+    # by a child on two, then query workers forked. A fresh interpreter keeps OpenMP state apart.
+    code = (
+        "import faiss, numpy as np\n"
+        "faiss.omp_set_num_threads(1)\n"
+        "from pipeline.local import LocalFeatures, VoteIndex, EXACT_LIMIT\n"
+        "from pipeline.parallel import fork_map\n"
+        "rng = np.random.default_rng(0)\n"
+        "def feats(n):\n"
+        "    d = rng.random((n, 128), dtype=np.float32) ** 4\n"
+        "    d /= np.linalg.norm(d, axis=1, keepdims=True)\n"
+        "    xy = rng.random((n, 2), dtype=np.float32) * [640, 6400]\n"
+        "    return LocalFeatures(xy.astype(np.float32), d, rng.random(n, dtype=np.float32), (640, 6400))\n"
+        "gallery = {g: feats(3000) for g in range(10)}\n"
+        "def copy_of(g):\n"
+        "    f = gallery[g]; noisy = f.desc + rng.normal(0, 0.01, f.desc.shape).astype(np.float32)\n"
+        "    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)\n"
+        "    return LocalFeatures(f.xy, noisy, f.response, f.size)\n"
+        "here, child = VoteIndex.build(gallery), VoteIndex.build(gallery, forked_threads=2)\n"
+        "assert here.size > EXACT_LIMIT and type(here._index) is type(child._index)\n"
+        "queries = [copy_of(g) for g in (3, 7)]\n"
+        "assert [here.cast(q).counts for q in queries] == [child.cast(q).counts for q in queries]\n"
+        "def top(i):\n"
+        "    c = child.votes(queries[i]); return max(c, key=c.get)\n"
+        "print(list(fork_map(top, [0, 1, 0, 1], 2, chunksize=1)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[3, 7, 3, 7]"
