@@ -221,11 +221,15 @@ def rank_gallery(
             orientations = (mirrored, other) if cast.counts[other].get(gid, 0) >= params.min_votes else (mirrored,)
             tries = ((m, greg) for m in orientations
                      for greg in _vote_bands(query, gallery, gid, m, cast, index.template_boxes(gid), params.min_votes))
+            v = None  # when no check succeeds, the one that found most ranks the image
             for m, greg in tries:
-                v = verify_features(query.pixels, query.features(m), gallery.pixels(gid), gallery.features(gid),
-                                    gallery_region=greg, min_inliers=params.min_inliers)
-                if verified_score(v, params.min_inliers) > 0:
+                tried = verify_features(query.pixels, query.features(m), gallery.pixels(gid), gallery.features(gid),
+                                        gallery_region=greg, min_inliers=params.min_inliers)
+                if verified_score(tried, params.min_inliers) > 0:
+                    v = tried
                     break
+                if v is None or _evidence(tried) > _evidence(v):
+                    v = tried
         else:
             v = _verify(query, gallery, gid, cand if cand and cand.mirrored == mirrored else None, mirrored, params.min_inliers)
         log.debug("candidate gallery=%d votes=%s cosine=%.3f mirrored=%s inliers=%d corr=%.3f colour=%.3f",
@@ -309,9 +313,13 @@ def _verify(query: Query, gallery: GallerySource, gid: int, cand: Candidate | No
                            gallery_region=greg, min_inliers=min_inliers)
 
 
+def _evidence(v: Verification | None) -> float:
+    """How much a check that scored 0 still found (orders unverified candidates)."""
+    return v.inliers * max(v.correlation, 0.0) if v else 0.0
+
+
 def _rank_key(m: Match) -> tuple:
-    v = m.verification
-    return (-m.score, -(v.inliers * max(v.correlation, 0.0) if v else 0.0), -m.cosine)
+    return (-m.score, -_evidence(m.verification), -m.cosine)
 
 
 def explain_away(matches: list[Match], contained: float = 0.85) -> list[Match]:

@@ -13,11 +13,14 @@ from pipeline.match import Match, MatchParams, frequent_regions, verified_score
 from pipeline.verify import Verification, covered_share, shared_regions, verify_features
 
 PHOTOS = Path(__file__).resolve().parent.parent / "crawler" / "demo" / "photos" / "magento-luma"
+#: More photos of the same store, for tests only (licences beside them).
+MORE_PHOTOS = Path(__file__).resolve().parent / "data" / "photos" / "magento-luma"
 THRESHOLD = 0.4
 
 
 def photo(name: str) -> Image.Image:
-    return Image.open(PHOTOS / f"{name}.jpg").convert("RGB")
+    path = PHOTOS / f"{name}.jpg"
+    return Image.open(path if path.exists() else MORE_PHOTOS / f"{name}.jpg").convert("RGB")
 
 
 def copier(im: Image.Image, *, mirror: bool = False, crop: float = 0.8, quality: int = 60) -> Image.Image:
@@ -63,6 +66,25 @@ def test_colour_variant_of_the_copied_shot_is_not_a_copy(copied, other):
     assert right >= THRESHOLD
     assert wrong < THRESHOLD, v
     assert right > wrong
+
+
+@pytest.mark.parametrize(
+    "copied, other",
+    [
+        ("luma-stability-ball", "luma-stability-ball-gray"),  # blue and blue-grey: saturation 0.29
+        ("wt07-yellow_main", "wt07-white_main"),  # a yellow top and a white one, the same model
+    ],
+)
+def test_a_colour_variant_is_not_a_saturation_edit_while_a_copiers_saturation_edit_still_verifies(copied, other):
+    from PIL import ImageEnhance
+
+    for factor in (0.6, 1.0, 1.6):  # a copier's duller or more vivid version
+        query = copier(ImageEnhance.Color(photo(copied)).enhance(factor))
+        right, v = score(query, photo(copied))
+        assert right >= THRESHOLD, (factor, v)
+        wrong, v = score(query, photo(other))
+        assert wrong < THRESHOLD, (factor, v)
+        assert wrong == 0.0 or v.colour_mismatch >= 0.15, v
 
 
 def test_unrelated_photos_do_not_verify():
