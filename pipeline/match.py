@@ -32,7 +32,8 @@ class MatchParams:
     #: the most-voted image's.
     min_votes: int = 4
     relative_votes: float = 0.05
-    #: When none of the candidates verifies, this many more voted images are checked.
+    #: When none of the candidates verifies, this many more voted images are checked; once more
+    #: when those checks found the copied shot in another colour.
     fallback_candidates: int = 4
     #: RANSAC inliers needed for a verified copy.
     min_inliers: int = 12
@@ -248,11 +249,24 @@ def rank_gallery(
             cand = by_tiles.get(gid)
             ranked.append(Match(gid, 0.0, cand.score if cand else 0.0, None))
     # Nothing verified, yet more images were voted for: the leaders may be other colour variants
-    # of a shot the query copies from a page further down the list. Look a little further.
-    if not any(m.score > 0 for m in ranked):
+    # of a shot the query copies from a page further down the list. Look a little further, and
+    # further again while the checks keep finding the shot in another colour (a gallery holding
+    # the shot in many colours splits the votes between them: each keypoint outside the garment
+    # has near-identical twins in every variant).
+    for _ in range(2):
+        if any(m.score > 0 for m in ranked):
+            break
         more = [gid for gid in by_votes if gid not in checked][: params.fallback_candidates]
         ranked = [m for m in ranked if m.gallery_id not in more] + [check(gid) for gid in more]
+        if not any(_other_colour(m.verification, params) for m in ranked):
+            break
     return sorted(ranked, key=_rank_key)[:top]
+
+
+def _other_colour(v: Verification | None, params: MatchParams) -> bool:
+    """The check aligned the shot (enough inliers, pixels correlated) but in another colour."""
+    return (v is not None and v.ok and v.inliers >= params.min_inliers
+            and v.colour_mismatch >= COLOUR_MISMATCH_LIMIT and v.correlation >= CORRELATION_FLOOR)
 
 
 def _vote_bands(query: Query, gallery: GallerySource, gid: int, mirrored: bool, cast: Votes, template: list[Box],
@@ -390,5 +404,5 @@ def copies(ranked: list[Match]) -> list[Match]:
 
 
 def checked_matches(params: MatchParams) -> int:
-    """How many ranked matches can carry a verification."""
-    return params.max_candidates + params.extra_tile_candidates + params.fallback_candidates
+    """How many ranked matches can carry a verification (the fallback runs up to twice)."""
+    return params.max_candidates + params.extra_tile_candidates + 2 * params.fallback_candidates
