@@ -65,7 +65,7 @@ def index_path(settings: Settings, client: Client, embedder: Embedder, params: T
 class ClientGallery:
     """A client's gallery as matching sees it: tile index, local-feature votes, images, features."""
 
-    def __init__(self, settings: Settings, client_slug: str, rows: list[GalleryImage], index: TileIndex, cache_size: int = 64) -> None:
+    def __init__(self, settings: Settings, client_slug: str, rows: list[GalleryImage], index: TileIndex | None, cache_size: int = 64) -> None:
         from collections import OrderedDict
 
         from pipeline.local import VoteIndex, cached_extract
@@ -114,13 +114,19 @@ class ClientGallery:
 
 def client_gallery(s: Session, settings: Settings, client: Client, embedder: Embedder) -> ClientGallery:
     """Everything needed to match against one client's gallery, built or loaded from caches."""
-    index = client_index(s, settings, client, embedder)
     rows = s.scalars(select(GalleryImage).where(GalleryImage.client_id == client.id).order_by(GalleryImage.id)).all()
-    return ClientGallery(settings, client.slug, list(rows), index)
+    gallery = ClientGallery(settings, client.slug, list(rows), None)
+    # When the tile index must be rebuilt, its template search reuses the gallery's vote index.
+    gallery.index = client_index(s, settings, client, embedder, votes=gallery.votes)
+    return gallery
 
 
-def client_index(s: Session, settings: Settings, client: Client, embedder: Embedder, params: TilingParams = GALLERY_TILING) -> TileIndex:
-    """The client's gallery tile index, rebuilt only when the gallery, tiling or model changed."""
+def client_index(s: Session, settings: Settings, client: Client, embedder: Embedder, params: TilingParams = GALLERY_TILING,
+                 votes=None) -> TileIndex:
+    """The client's gallery tile index, rebuilt only when the gallery, tiling or model changed.
+
+    ``votes``, the gallery's :class:`pipeline.local.VoteIndex` when the caller has it, saves the
+    template search building one of its own."""
     rows = s.scalars(select(GalleryImage).where(GalleryImage.client_id == client.id).order_by(GalleryImage.id)).all()
     fp = fingerprint([f"{g.id}:{g.sha256}" for g in rows] + [params.key, embedder.id])
     path = index_path(settings, client, embedder, params)
@@ -148,7 +154,7 @@ def client_index(s: Session, settings: Settings, client: Client, embedder: Embed
         np.concatenate(owners) if owners else np.zeros(0, np.int64),
         np.concatenate(boxes) if boxes else np.zeros((0, 4), np.int32),
         fp,
-        template_regions(pages, page_features, PixelCache(load)),
+        template_regions(pages, page_features, PixelCache(load), votes=votes),
     )
     idx.save(path)
     log.info("indexed %d tiles of %d gallery images for %s (%d template regions)", len(idx), len(rows), client.slug, len(idx.templates))
