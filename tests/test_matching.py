@@ -259,3 +259,49 @@ def test_a_second_cluster_of_votes_gets_its_own_band_when_it_is_strong_enough():
     assert first[1] <= 6265 <= first[3] and not first[1] <= 2500 <= first[3]
     assert second[1] <= 2390 and 2620 <= second[3]
     assert len(bands(3)) == 1  # three stray votes are no second place to look
+
+
+def _hue_rotated(im: Image.Image, angle: float) -> Image.Image:
+    """The photo's coloured garment in another hue at the same luma (YCbCr chroma rotated where
+    it is strong): SIFT, which sees lightness only, cannot tell such variants apart."""
+    ycc = np.asarray(im.convert("YCbCr"), np.float32)
+    cb, cr = ycc[..., 1] - 128, ycc[..., 2] - 128
+    garment = np.hypot(cb, cr) > 12
+    c, s = np.cos(angle), np.sin(angle)
+    ycc[..., 1] = np.where(garment, 128 + c * cb - s * cr, ycc[..., 1])
+    ycc[..., 2] = np.where(garment, 128 + s * cb + c * cr, ycc[..., 2])
+    return Image.fromarray(np.clip(ycc, 0, 255).round().astype(np.uint8), "YCbCr").convert("RGB")
+
+
+def test_when_the_checks_keep_finding_the_shot_in_other_colours_the_copied_colour_is_looked_for_further():
+    from pipeline.embed import DefaultEmbedder
+    from pipeline.index import TileIndex
+    from pipeline.match import Query, rank_gallery
+    from pipeline.tilecache import embed_tiles
+    from pipeline.tiling import GALLERY_TILING, QUERY_TILING
+    from pipeline.verify import PixelCache
+
+    # Three colours of one shot; the copied one (the last) gets the fewest votes, all about equal.
+    variants = [_hue_rotated(photo("mh01-orange_main"), a) for a in (2.0, 4.0, 0.0)]
+    feats = {i: extract(v) for i, v in enumerate(variants)}
+    votes = VoteIndex.build(feats)
+    emb = DefaultEmbedder()
+    tiles = [embed_tiles(v, GALLERY_TILING, emb) for v in variants]
+    index = TileIndex(np.concatenate([t.vectors for t in tiles]), np.concatenate([np.full(len(t), i) for i, t in enumerate(tiles)]),
+                      np.concatenate([t.boxes for t in tiles]))
+
+    class Gallery:
+        pixels = PixelCache(lambda i: variants[i])
+
+        def features(self, i):
+            return feats[i]
+
+    query = copier(variants[2])
+    counts = votes.votes(extract(query))
+    assert max(counts, key=counts.get) != 2  # the votes alone would not find it first
+    # One candidate, then one more in each fallback round: the first two checks find the shot in
+    # another colour, so the third image is checked too.
+    params = MatchParams(max_candidates=1, extra_tile_candidates=0, fallback_candidates=1)
+    ranked = rank_gallery(Query(query, embed_tiles(query, QUERY_TILING, emb)), index, Gallery(), votes, params)
+    assert ranked[0].gallery_id == 2 and ranked[0].score >= THRESHOLD, ranked
+    assert all(m.score == 0.0 and m.verification.colour_mismatch >= 0.15 for m in ranked[1:])
