@@ -17,7 +17,7 @@ from pipeline.embed import Embedder
 from pipeline.gallery import iter_image_files
 from pipeline.index import TileIndex
 from pipeline.local import LocalFeatures, VoteIndex, extract
-from pipeline.match import Match, MatchParams, Query, explain_away, frequent_regions, rank_gallery, shows_region
+from pipeline.match import Match, MatchParams, Query, explain_away, frequent_regions, rank_gallery, rank_key, shows_region
 from pipeline.gallery import template_regions
 from pipeline.verify import PHOTO_RATIO, PixelCache, Pixels, covered_share
 from pipeline.parallel import fork_map
@@ -102,10 +102,13 @@ def read_scored(eval_dir: Path) -> tuple[str, list[Scored], dict[str, set[str]]]
 
 def _as_reported(ranked: list[Match]) -> list[Match]:
     """The ranking as the daily run would report it: a verified match whose suspect region lies
-    inside a better match's (:func:`explain_away`) is no finding, and ranks with score 0."""
+    inside a better match's (:func:`explain_away`) is no finding, and ranks with score 0.
+
+    Matches of equal score keep the matcher's order (:func:`pipeline.match.rank_key`): among
+    unverified candidates, the check that found most evidence first, not the best tile cosine."""
     kept = {id(m) for m in explain_away([m for m in ranked if m.verified])}
     out = [m if id(m) in kept or not m.verified else replace(m, score=0.0) for m in ranked]
-    return sorted(out, key=lambda m: (-m.score, -m.cosine))
+    return sorted(out, key=rank_key)
 
 
 #: What forked eval workers read (set by :func:`evaluate` just before it starts them).

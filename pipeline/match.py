@@ -32,9 +32,11 @@ class MatchParams:
     #: the most-voted image's.
     min_votes: int = 4
     relative_votes: float = 0.05
-    #: When none of the candidates verifies, this many more voted images are checked; once more
-    #: when those checks found the copied shot in another colour.
+    #: When none of the candidates verifies, this many more voted images (and
+    #: ``fallback_tile_candidates`` more by tiles) are checked; once more (voted only) when those
+    #: checks found the copied shot in another colour.
     fallback_candidates: int = 4
+    fallback_tile_candidates: int = 2
     #: RANSAC inliers a fit needs for its pixels to be compared and the pair to score at all. A
     #: fit with 8-11 inliers scores at most 0.31 (the geometric factor), below the default report
     #: threshold: a pixel-exact but weak match (a zoomed crop of a low-texture product, 8 inliers
@@ -256,14 +258,19 @@ def rank_gallery(
     # further again while the checks keep finding the shot in another colour (a gallery holding
     # the shot in many colours splits the votes between them: each keypoint outside the garment
     # has near-identical twins in every variant).
-    for _ in range(2):
+    # The first round also checks the next few images by tile similarity: a zoomed crop of a
+    # nearly textureless product (a bare shoulder on plain fabric) gets its votes from the
+    # copier's banner text, while its tiles still resemble the copied part.
+    for round_ in range(2):
         if any(m.score > 0 for m in ranked):
             break
         more = [gid for gid in by_votes if gid not in checked][: params.fallback_candidates]
+        if round_ == 0:
+            more += [gid for gid in by_tiles if gid not in checked and gid not in more][: params.fallback_tile_candidates]
         ranked = [m for m in ranked if m.gallery_id not in more] + [check(gid) for gid in more]
         if not any(_other_colour(m.verification, params) for m in ranked):
             break
-    return sorted(ranked, key=_rank_key)[:top]
+    return sorted(ranked, key=rank_key)[:top]
 
 
 def _other_colour(v: Verification | None, params: MatchParams) -> bool:
@@ -335,7 +342,9 @@ def _evidence(v: Verification | None) -> float:
     return v.inliers * max(v.correlation, 0.0) if v else 0.0
 
 
-def _rank_key(m: Match) -> tuple:
+def rank_key(m: Match) -> tuple:
+    """Order of a query's matches: by score; those scoring 0 by what their check still found
+    (:func:`_evidence`), then by tile cosine."""
     return (-m.score, -_evidence(m.verification), -m.cosine)
 
 
@@ -346,7 +355,7 @@ def explain_away(matches: list[Match], contained: float = 0.85) -> list[Match]:
     that other gallery images share; the best explanation (the whole page) is kept.
     """
     kept: list[Match] = []
-    for m in sorted(matches, key=_rank_key):
+    for m in sorted(matches, key=rank_key):
         box = m.verification.query_box if m.verification else None
         if box and any(covered_share(box, [k.verification.query_box]) >= contained for k in kept):
             continue
@@ -408,4 +417,4 @@ def copies(ranked: list[Match]) -> list[Match]:
 
 def checked_matches(params: MatchParams) -> int:
     """How many ranked matches can carry a verification (the fallback runs up to twice)."""
-    return params.max_candidates + params.extra_tile_candidates + 2 * params.fallback_candidates
+    return params.max_candidates + params.extra_tile_candidates + params.fallback_tile_candidates + 2 * params.fallback_candidates

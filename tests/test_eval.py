@@ -98,3 +98,23 @@ def test_unrelated_set_and_threshold_calibration(small_sets, tmp_path, monkeypat
         worst = max((float(r["score"]) for r in csv.DictReader(f)), default=0.0)
     assert threshold > worst  # no unrelated suspect would be reported
     assert any("unrelated" in line and "predictions 0" in line for line in lines[1:])
+
+
+def test_unverified_candidates_keep_the_matchers_order_in_the_rankings():
+    """Among candidates that all score 0, the one whose check found most (25 inliers at 0.99
+    correlation, short of a copy) ranks above one that was never checked, whatever their tile
+    cosines: the order rank_gallery gave, not a re-sort by cosine."""
+    from pipeline.evaluate import _as_reported
+    from pipeline.match import Match
+    from pipeline.verify import Verification
+
+    near = Verification(25, 40, (0, 0, 100, 100), (0, 0, 100, 100), 0.2, False, 1.0, 0.0, "", 0.99)
+    weak = Verification(2, 10, None, None, 0.0, False)
+    ranked = [Match(1, 0.0, 0.60, near), Match(2, 0.0, 0.80, None), Match(3, 0.0, 0.75, weak)]
+    assert [m.gallery_id for m in _as_reported(ranked)] == [1, 2, 3]
+    # A verified match still comes first, and one explained away by it (its suspect region
+    # inside the better match's) keeps its evidence but scores 0.
+    best = Verification(80, 90, (0, 0, 400, 400), (0, 0, 400, 400), 0.9, False, 1.0, 0.0, "", 0.999)
+    inner = Verification(30, 40, (10, 10, 200, 200), (0, 0, 190, 190), 0.5, False, 1.0, 0.0, "", 0.999)
+    out = _as_reported(ranked + [Match(4, 0.5, 0.5, inner), Match(5, 0.9, 0.7, best)])
+    assert [(m.gallery_id, m.score) for m in out] == [(5, 0.9), (4, 0.0), (1, 0.0), (2, 0.0), (3, 0.0)]

@@ -305,3 +305,33 @@ def test_when_the_checks_keep_finding_the_shot_in_other_colours_the_copied_colou
     ranked = rank_gallery(Query(query, embed_tiles(query, QUERY_TILING, emb)), index, Gallery(), votes, params)
     assert ranked[0].gallery_id == 2 and ranked[0].score >= THRESHOLD, ranked
     assert all(m.score == 0.0 and m.verification.colour_mismatch >= 0.15 for m in ranked[1:])
+
+
+def test_when_the_votes_lead_elsewhere_the_next_images_by_tile_similarity_are_checked():
+    """A zoomed crop of a nearly textureless product gets its votes from the copier's banner
+    text; its tiles still resemble the copied image, which the fallback then checks."""
+    from pipeline.index import TileIndex
+    from pipeline.match import Query, rank_gallery
+    from pipeline.tilecache import TileVectors
+    from pipeline.verify import PixelCache
+
+    shots = [photo("luma-yoga-brick"), photo("mb02-blue-0"), photo("mh01-gray_main")]
+    feats = {i: extract(s) for i, s in enumerate(shots)}
+    # The copied image (2) gets no votes at all: its keypoints are not in the vote index.
+    votes = VoteIndex.build({0: feats[0], 1: feats[1]})
+    # By tile similarity it comes third, behind the two others.
+    index = TileIndex(np.eye(3, dtype=np.float32), np.arange(3), np.array([[0, 0, *s.size] for s in shots], np.int32))
+    query = copier(shots[2])
+    tiles = TileVectors("q", np.float32([[0.59, 0.58, 0.56]]) / np.float32(0.999), np.array([[0, 0, *query.size]], np.int32),
+                        np.zeros(1, bool))
+
+    class Gallery:
+        pixels = PixelCache(lambda i: shots[i])
+
+        def features(self, i):
+            return feats[i]
+
+    params = MatchParams(max_candidates=1, extra_tile_candidates=1, fallback_candidates=1, fallback_tile_candidates=1)
+    ranked = rank_gallery(Query(query, tiles), index, Gallery(), votes, params)
+    assert [m.gallery_id for m in ranked][:1] == [2] and ranked[0].score >= THRESHOLD, ranked
+    assert all(m.score == 0.0 for m in ranked[1:])
