@@ -50,8 +50,10 @@ class Verification:
 #: Lab chroma distance (OpenCV 8-bit Lab units) above which two aligned pixels differ in colour.
 CHROMA_TOLERANCE = 18.0
 #: Chroma distance of a recoloured patch, and how much more such a patch counts than scattered
-#: colour mismatch (a recolour is deliberate: 1% of the region recoloured is a variant).
-RECOLOUR_CHROMA, RECOLOUR_WEIGHT = 24.0, 6.0
+#: colour mismatch (a recolour is deliberate: 1% of the region recoloured is nearly a variant,
+#: 1.25% is one; no copy of the bench sets shows any such patch inside its matched region,
+#: while a waistband orange in one variant and teal in the other covers 1.1% of the photo).
+RECOLOUR_CHROMA, RECOLOUR_WEIGHT = 24.0, 12.0
 #: Mean (a, b) shift left after the cast up to which a region is the same colour; at twice it the
 #: region counts as this share mismatched (enough to score 0).
 SHIFT_FREE, COLOUR_MISMATCH_SHIFTED = 5.0, 0.2
@@ -65,8 +67,9 @@ MAX_CAST = 4.0
 #: Lab distance (after global correction) above which aligned pixels disagree, and the Sobel
 #: gradient above which a pixel counts as textured.
 DISAGREE_TOLERANCE, TEXTURE_GRADIENT = 20.0, 12.0
-#: 8-bit Lab lightness from which a flat, nearly neutral pixel is backdrop, not content.
-BACKDROP_LIGHTNESS = 232
+#: 8-bit Lab lightness from which a flat, nearly neutral pixel (|a| + |b| below
+#: ``NEUTRAL_CHROMA``) is backdrop, not content.
+BACKDROP_LIGHTNESS, NEUTRAL_CHROMA = 232, 12.0
 #: A protected image at most this many times as tall as wide is a photo, not a detail page.
 PHOTO_RATIO = 1.5
 #: Allowed scale between a copy and its original (a copier resizes, rarely more than this).
@@ -185,9 +188,9 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
       on a neutral background with its hue rotated is indistinguishable from another variant.
 
     Over the whole area where the two crops overlap once aligned, it also measures the share of
-    content pixels of the gallery (textured, or not plain light backdrop) that disagree: a copy reproduces what it overlaps (a crop of a photo
-    agrees wherever it lies), while two shots of one model in different clothes agree only at
-    the face. Returns (correlation, colour mismatch, overlap disagreement).
+    content pixels (textured, or not plain light backdrop of the gallery image, or coloured on the
+    query's side) that disagree: a copy reproduces what it overlaps (a crop of a photo agrees
+    wherever it lies), while two shots of one model in different clothes agree only at the face. Returns (correlation, colour mismatch, overlap disagreement).
     """
     # Work only inside the bounding box of the query's footprint on the gallery crop (a band of a
     # long page must not cost a warp of the whole page).
@@ -272,11 +275,21 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     textured = (np.abs(cv2.Sobel(grey, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(grey, cv2.CV_32F, 0, 1))) > TEXTURE_GRADIENT
     # Content is what is textured or not the plain light backdrop of a product shot: a garment
     # that is flat black in one shot and flat grey in the other counts, a white studio wall not.
-    chroma = np.abs(lab_g[..., 1] - 128.0) + np.abs(lab_g[..., 2] - 128.0)
-    backdrop = (grey >= BACKDROP_LIGHTNESS) & (chroma < 12.0)
+    # Where the protected photo shows backdrop, coloured pixels on the other side are content
+    # too (a white top that is lavender in the other shot), once the copier's global colour
+    # edit is undone; neutral ones are not (the grey or black corners a rotated copy is padded
+    # with, a watermark's white text).
+    copy_ab = sat * (lab_q[..., 1:] - 128.0) + cast
+    backdrop = _backdrop(lab_g) & (np.abs(copy_ab).sum(axis=2) < NEUTRAL_CHROMA)
     over = valid & (textured | ~backdrop)
     disagreement = float((residual(lab_q[over], lab_g[over]) > DISAGREE_TOLERANCE).mean()) if over.sum() >= 100 * r * r else 0.0
     return ncc, mismatch, disagreement
+
+
+def _backdrop(lab: np.ndarray) -> np.ndarray:
+    """Pixels of a plain light, nearly neutral studio backdrop (8-bit Lab)."""
+    chroma = np.abs(lab[..., 1] - 128.0) + np.abs(lab[..., 2] - 128.0)
+    return (lab[..., 0] >= BACKDROP_LIGHTNESS) & (chroma < NEUTRAL_CHROMA)
 
 
 def _odd(x: float) -> int:

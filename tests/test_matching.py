@@ -335,3 +335,28 @@ def test_when_the_votes_lead_elsewhere_the_next_images_by_tile_similarity_are_ch
     ranked = rank_gallery(Query(query, tiles), index, Gallery(), votes, params)
     assert [m.gallery_id for m in ranked][:1] == [2] and ranked[0].score >= THRESHOLD, ranked
     assert all(m.score == 0.0 for m in ranked[1:])
+
+
+def test_a_variant_whose_only_difference_is_a_small_recoloured_part_is_not_a_copy():
+    # The bench's unrelated query u-photo-00471: the orange-waistband shorts, cropped, mirrored
+    # and recompressed (JPEG 53). The black pair's waistband is teal: 1% of the matched region.
+    query = Image.open(MORE_PHOTOS / "wsh04-orange_main.bench-copy.jpg").convert("RGB")
+    right, _ = score(query, photo("wsh04-orange_main"), mirrored=True)
+    wrong, v = score(query, photo("wsh04-black_main"), mirrored=True)
+    assert right >= THRESHOLD
+    assert wrong < THRESHOLD, v
+
+
+def test_a_coloured_garment_where_the_protected_shot_shows_a_white_one_disagrees():
+    # The upper body of the lavender top, against the same shot with a white top: the white top
+    # is as light as the studio backdrop, yet the lavender one is content that a copy would show.
+    im = photo("wt09-purple_main")
+    w, h = im.size
+    buf = io.BytesIO()
+    im.crop((int(0.3 * w), int(0.1 * h), int(0.7 * w), int(0.6 * h))).save(buf, "JPEG", quality=53)
+    query = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    right, _ = score(query, im)
+    wrong, v = score(query, photo("wt09-white_main"))
+    assert right >= THRESHOLD
+    assert wrong < THRESHOLD, v
+    assert v.disagreement >= 0.3, v
