@@ -186,12 +186,17 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
             log.info("gallery: %d/%d images embedded", n, len(ds.gallery))
     good = [gid for gid in range(len(ds.gallery)) if ds.gallery[gid] not in bad]
     pages = [gid for gid in good if sizes[gid][1] > PHOTO_RATIO * sizes[gid][0]]
+    t_images = time.perf_counter()
     # FAISS trains the vote index's inverted lists on every core, in a child (see VoteIndex).
     votes = VoteIndex.build({gid: gallery.features(gid) for gid in good}, forked_threads=workers)
+    t_votes = time.perf_counter()
     templates = template_regions(pages, gallery.features, gallery.pixels, workers=workers, votes=votes)
     index = TileIndex(np.concatenate(vecs), np.concatenate(owners), np.concatenate(boxes), templates=templates)
     t_gallery = time.perf_counter() - t0
-    log.info("gallery: %d tiles, %d template regions, %.1f s", len(index), len(templates), t_gallery)
+    stages = {"images": round(t_images - t0, 2), "vote_index": round(t_votes - t_images, 2),
+              "templates": round(t0 + t_gallery - t_votes, 2)}
+    log.info("gallery: %d tiles, %d template regions, %.1f s (images %.1f s, vote index %.1f s, template search %.1f s)",
+             len(index), len(templates), t_gallery, *stages.values())
 
     t1 = time.perf_counter()
     _WORK.update(index=index, gallery=gallery, votes=votes, params=params)
@@ -239,6 +244,9 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
             "query_images_per_s": len(ds.queries) / t_query if t_query else None,
             "overall_images_per_s": (len(ds.gallery) + len(ds.queries)) / (t_gallery + t_query),
             "gallery_seconds": round(t_gallery, 2),
+            # Decoding, tiles, SIFT and pixels of every gallery image; the vote index; the
+            # template search over the detail pages (twins, then page pairs).
+            "gallery_stage_seconds": stages,
             "workers": workers,
             "query_seconds": round(t_query, 2),
         },

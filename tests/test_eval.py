@@ -62,6 +62,12 @@ def test_eval_writes_rankings_and_metrics(small_sets, tmp_path, monkeypatch, cap
     hits = sum(1 for q, g in truth.items() if by_query.get(q) and by_query[q][0]["gallery"] in g)
     assert metrics["rank1"] == pytest.approx(hits / len(truth))
     assert metrics["rank1"] >= 0.8 and metrics["precision_at_threshold"] >= 0.8
+    # The gallery stage's time, split into what it spends it on.
+    t = metrics["throughput"]
+    stages = t["gallery_stage_seconds"]
+    assert set(stages) == {"images", "vote_index", "templates"} and min(stages.values()) >= 0.0
+    assert sum(stages.values()) == pytest.approx(t["gallery_seconds"], abs=0.05)
+    assert "gallery stages: images" in printed
 
 
 def test_eval_rejects_a_folder_that_is_not_a_dataset(tmp_path, monkeypatch):

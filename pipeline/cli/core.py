@@ -383,6 +383,9 @@ def cmd_eval(args) -> int:
     print(f"throughput ({t['workers']} workers): gallery {t['gallery_tiles_per_s']:.1f} tiles/s "
           f"({m['gallery_images']} images in {t['gallery_seconds']} s), queries {t['query_images_per_s']:.2f} images/s, "
           f"overall {t['overall_images_per_s']:.2f} images/s")
+    st = t["gallery_stage_seconds"]
+    print(f"gallery stages: images (decode, tiles, SIFT, pixels) {st['images']} s, vote index {st['vote_index']} s, "
+          f"template search {st['templates']} s")
     print(f"wrote {out / 'rankings.csv'} and {out / 'metrics.json'}")
     return 0
 
