@@ -41,6 +41,10 @@ class Verification:
     #: The protected image is a photo (not a long detail page, which a copier extends with
     #: banners that then overlap other parts of the page).
     photo: bool = False
+    #: Share of the edge pixels inside the aligned region (textured on either side) that
+    #: disagree: a copy reproduces every glyph, while another page in the same template shows
+    #: other numbers in the same size-chart frame.
+    edge_disagreement: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -173,7 +177,7 @@ def _prepare(pix: Pixels, region: Box, f: float, mirror: bool) -> np.ndarray:
     return np.ascontiguousarray(crop)
 
 
-def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.ndarray, hull: np.ndarray) -> tuple[float, float, float]:
+def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.ndarray, hull: np.ndarray) -> tuple[float, float, float, float]:
     """Dense check of a fitted pair: warp the query crop onto the gallery crop with ``model`` and
     compare pixels.
 
@@ -191,7 +195,10 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     content pixels (textured, or not plain light backdrop of the gallery image, or coloured on the
     query's side) that disagree: a copy reproduces what it overlaps (a crop of a photo agrees
     wherever it lies), while two shots of one model in different clothes agree only at the face.
-    Returns (correlation, colour mismatch, overlap disagreement).
+    Inside the hull again, the share of edge pixels (textured on either side) that disagree: a
+    copy reproduces every glyph, while a size chart with other numbers in the same frame does
+    not (its correlation stays high: most of its pixels are frame and background).
+    Returns (correlation, colour mismatch, overlap disagreement, edge disagreement).
     """
     # Work only inside the bounding box of the query's footprint on the gallery crop (a band of a
     # long page must not cost a warp of the whole page).
@@ -201,7 +208,7 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     x1 = min(int(np.ceil(corners[:, 0].max())), gallery_rgb.shape[1])
     y1 = min(int(np.ceil(corners[:, 1].max())), gallery_rgb.shape[0])
     if x1 - x0 < 4 or y1 - y0 < 4:
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0
     gallery_rgb = gallery_rgb[y0:y1, x0:x1]
     hull = hull - np.float32([x0, y0])
     model = model.copy()
@@ -224,7 +231,7 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     cv2.fillConvexPoly(mask, cv2.convexHull(hull.astype(np.int32)), 255)
     inside = (mask > 0) & valid
     if inside.sum() < 100 * r * r:
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0
     # Smoothed colours, so JPEG noise and sub-pixel misalignment do not count.
     lab_q = cv2.cvtColor(cv2.GaussianBlur(warped, (0, 0), 2.0 * r), cv2.COLOR_RGB2LAB).astype(np.float32)
     lab_g = cv2.cvtColor(cv2.GaussianBlur(gallery_rgb, (0, 0), 2.0 * r), cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -273,7 +280,9 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     k = _odd(9 * r)
     recolour = cv2.morphologyEx(recolour, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     mismatch = 1.0 if recoloured else min(1.0, max(mismatch, RECOLOUR_WEIGHT * float(recolour.sum()) / float(inside.sum())))
-    textured = (np.abs(cv2.Sobel(lg, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(lg, cv2.CV_32F, 0, 1))) > TEXTURE_GRADIENT
+    textured = _gradient(lg) > TEXTURE_GRADIENT
+    edges = inside & (textured | (_gradient(lq) > TEXTURE_GRADIENT))
+    edge_disagreement = float((residual2[edges] > DISAGREE_TOLERANCE ** 2).mean()) if edges.sum() >= 50 * r * r else 0.0
     # Content is what is textured or not the plain light backdrop of a product shot: a garment
     # that is flat black in one shot and flat grey in the other counts, a white studio wall not.
     # Where the protected photo shows backdrop, coloured pixels on the other side are content
@@ -283,7 +292,12 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     backdrop = _backdrop(lab_g) & (np.abs(copy_ab[..., 0]) + np.abs(copy_ab[..., 1]) < NEUTRAL_CHROMA)
     over = valid & (textured | ~backdrop)
     disagreement = float((residual2[over] > DISAGREE_TOLERANCE ** 2).mean()) if over.sum() >= 100 * r * r else 0.0
-    return ncc, mismatch, disagreement
+    return ncc, mismatch, disagreement, edge_disagreement
+
+
+def _gradient(lightness: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude (L1) of a lightness array."""
+    return np.abs(cv2.Sobel(lightness, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(lightness, cv2.CV_32F, 0, 1))
 
 
 def _norm2(ab: np.ndarray) -> np.ndarray:
@@ -466,8 +480,9 @@ def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray, min_inliers: int = 
         rejected = f"too few inliers ({n_in} < {min_inliers})"
     if rejected:
         return Verification(n_in, len(pq), qbox, gbox, float(overlap), q.mirrored, q_scale, 0.0, rejected, 0.0, 0.0, photo), inl
-    correlation, mismatch, disagreement = aligned_agreement(q.rgb, g.rgb, model, pg[inl])
-    return Verification(n_in, len(pq), qbox, gbox, float(overlap), q.mirrored, q_scale, mismatch, rejected, correlation, disagreement, photo), inl
+    correlation, mismatch, disagreement, edges = aligned_agreement(q.rgb, g.rgb, model, pg[inl])
+    return Verification(n_in, len(pq), qbox, gbox, float(overlap), q.mirrored, q_scale, mismatch, rejected, correlation,
+                        disagreement, photo, edges), inl
 
 
 def verify_pair(

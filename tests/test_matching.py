@@ -360,3 +360,21 @@ def test_a_coloured_garment_where_the_protected_shot_shows_a_white_one_disagrees
     assert right >= THRESHOLD
     assert wrong < THRESHOLD, v
     assert v.disagreement >= 0.3, v
+
+
+PAGES = Path(__file__).resolve().parent / "data" / "pages"
+
+
+def test_a_size_chart_with_other_numbers_in_the_same_template_is_not_a_copy():
+    """A part of another page of the client's brand: the same size-chart frame and notices, other
+    numbers. Its pixels correlate at 0.994 (most of them are frame and background) but the
+    digits disagree, while a copy reproduces every glyph."""
+    def load(name: str) -> Image.Image:
+        return Image.open(PAGES / name).convert("RGB")
+
+    wrong, v = score(load("decoy-part.jpg"), load("protected-page-band.jpg"))
+    assert not v.photo and v.correlation >= 0.99, v
+    assert wrong < THRESHOLD and v.edge_disagreement >= 0.1, v
+    # The bench's copy whose edges disagree most (recompressed, watermarked) still verifies.
+    right, v = score(load("copied-part.jpg"), load("copied-page-band.jpg"))
+    assert right >= THRESHOLD and v.edge_disagreement < 0.05, v
