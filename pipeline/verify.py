@@ -289,7 +289,7 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     # too (a white top that is lavender in the other shot), once the copier's global colour
     # edit is undone; neutral ones are not (the grey or black corners a rotated copy is padded
     # with, a watermark's white text).
-    backdrop = _backdrop(lab_g) & (np.abs(copy_ab[..., 0]) + np.abs(copy_ab[..., 1]) < NEUTRAL_CHROMA)
+    backdrop = (lg >= BACKDROP_LIGHTNESS) & _neutral(gab) & _neutral(copy_ab)
     over = valid & (textured | ~backdrop)
     disagreement = float((residual2[over] > DISAGREE_TOLERANCE ** 2).mean()) if over.sum() >= 100 * r * r else 0.0
     return ncc, mismatch, disagreement, edge_disagreement
@@ -307,10 +307,9 @@ def _norm2(ab: np.ndarray) -> np.ndarray:
     return a * a + b * b
 
 
-def _backdrop(lab: np.ndarray) -> np.ndarray:
-    """Pixels of a plain light, nearly neutral studio backdrop (8-bit Lab)."""
-    chroma = np.abs(lab[..., 1] - 128.0) + np.abs(lab[..., 2] - 128.0)
-    return (lab[..., 0] >= BACKDROP_LIGHTNESS) & (chroma < NEUTRAL_CHROMA)
+def _neutral(ab: np.ndarray) -> np.ndarray:
+    """Nearly grey pixels of an (..., 2) array of Lab (a, b) offsets from neutral."""
+    return np.abs(ab[..., 0]) + np.abs(ab[..., 1]) < NEUTRAL_CHROMA
 
 
 def _odd(x: float) -> int:

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from pipeline.local import VoteIndex, extract
 from pipeline.match import Match, MatchParams, frequent_regions, verified_score
-from pipeline.verify import Verification, covered_share, shared_regions, verify_features
+from pipeline.verify import PixelCache, Verification, covered_share, shared_regions, verify_features
 
 PHOTOS = Path(__file__).resolve().parent.parent / "crawler" / "demo" / "photos" / "magento-luma"
 #: More photos of the same store, for tests only (licences beside them).
@@ -37,6 +37,17 @@ def copier(im: Image.Image, *, mirror: bool = False, crop: float = 0.8, quality:
 def score(query: Image.Image, gallery: Image.Image, mirrored: bool = False) -> tuple[float, Verification]:
     v = verify_features(query, extract(query, mirrored=mirrored), gallery, extract(gallery))
     return verified_score(v, MatchParams().min_inliers), v
+
+
+class InMemoryGallery:
+    """A gallery held in memory, as rank_gallery reads it: images by id and their local features."""
+
+    def __init__(self, images: list[Image.Image], features: dict) -> None:
+        self.pixels = PixelCache(lambda i: images[i])
+        self._features = features
+
+    def features(self, i: int):
+        return self._features[i]
 
 
 @pytest.mark.parametrize("mirror", [False, True])
@@ -175,7 +186,6 @@ def test_a_segment_copied_from_a_long_page_is_found_in_the_band_its_votes_point_
     from pipeline.match import Query, rank_gallery
     from pipeline.tilecache import embed_tiles
     from pipeline.tiling import GALLERY_TILING, QUERY_TILING
-    from pipeline.verify import PixelCache
 
     names = sorted(p.stem for p in PHOTOS.glob("*.jpg"))
     pages = []
@@ -195,13 +205,7 @@ def test_a_segment_copied_from_a_long_page_is_found_in_the_band_its_votes_point_
                       np.concatenate([t.boxes for t in tiles]))
     feats = {i: extract(p) for i, p in enumerate(pages)}
 
-    class Gallery:
-        pixels = PixelCache(lambda i: pages[i])
-
-        def features(self, i):
-            return feats[i]
-
-    ranked = rank_gallery(Query(query, embed_tiles(query, QUERY_TILING, emb)), index, Gallery(), VoteIndex.build(feats))
+    ranked = rank_gallery(Query(query, embed_tiles(query, QUERY_TILING, emb)), index, InMemoryGallery(pages, feats), VoteIndex.build(feats))
     best = ranked[0]
     assert best.gallery_id == 1 and best.score >= THRESHOLD
     x0, y0, x1, y1 = best.verification.gallery_box
@@ -279,7 +283,6 @@ def test_when_the_checks_keep_finding_the_shot_in_other_colours_the_copied_colou
     from pipeline.match import Query, rank_gallery
     from pipeline.tilecache import embed_tiles
     from pipeline.tiling import GALLERY_TILING, QUERY_TILING
-    from pipeline.verify import PixelCache
 
     # Three colours of one shot; the copied one (the last) gets the fewest votes, all about equal.
     variants = [_hue_rotated(photo("mh01-orange_main"), a) for a in (2.0, 4.0, 0.0)]
@@ -290,19 +293,13 @@ def test_when_the_checks_keep_finding_the_shot_in_other_colours_the_copied_colou
     index = TileIndex(np.concatenate([t.vectors for t in tiles]), np.concatenate([np.full(len(t), i) for i, t in enumerate(tiles)]),
                       np.concatenate([t.boxes for t in tiles]))
 
-    class Gallery:
-        pixels = PixelCache(lambda i: variants[i])
-
-        def features(self, i):
-            return feats[i]
-
     query = copier(variants[2])
     counts = votes.votes(extract(query))
     assert max(counts, key=counts.get) != 2  # the votes alone would not find it first
     # One candidate, then one more in each fallback round: the first two checks find the shot in
     # another colour, so the third image is checked too.
     params = MatchParams(max_candidates=1, extra_tile_candidates=0, fallback_candidates=1)
-    ranked = rank_gallery(Query(query, embed_tiles(query, QUERY_TILING, emb)), index, Gallery(), votes, params)
+    ranked = rank_gallery(Query(query, embed_tiles(query, QUERY_TILING, emb)), index, InMemoryGallery(variants, feats), votes, params)
     assert ranked[0].gallery_id == 2 and ranked[0].score >= THRESHOLD, ranked
     assert all(m.score == 0.0 and m.verification.colour_mismatch >= 0.15 for m in ranked[1:])
 
@@ -313,7 +310,6 @@ def test_when_the_votes_lead_elsewhere_the_next_images_by_tile_similarity_are_ch
     from pipeline.index import TileIndex
     from pipeline.match import Query, rank_gallery
     from pipeline.tilecache import TileVectors
-    from pipeline.verify import PixelCache
 
     shots = [photo("luma-yoga-brick"), photo("mb02-blue-0"), photo("mh01-gray_main")]
     feats = {i: extract(s) for i, s in enumerate(shots)}
@@ -325,14 +321,8 @@ def test_when_the_votes_lead_elsewhere_the_next_images_by_tile_similarity_are_ch
     tiles = TileVectors("q", np.float32([[0.59, 0.58, 0.56]]) / np.float32(0.999), np.array([[0, 0, *query.size]], np.int32),
                         np.zeros(1, bool))
 
-    class Gallery:
-        pixels = PixelCache(lambda i: shots[i])
-
-        def features(self, i):
-            return feats[i]
-
     params = MatchParams(max_candidates=1, extra_tile_candidates=1, fallback_candidates=1, fallback_tile_candidates=1)
-    ranked = rank_gallery(Query(query, tiles), index, Gallery(), votes, params)
+    ranked = rank_gallery(Query(query, tiles), index, InMemoryGallery(shots, feats), votes, params)
     assert [m.gallery_id for m in ranked][:1] == [2] and ranked[0].score >= THRESHOLD, ranked
     assert all(m.score == 0.0 for m in ranked[1:])
 
