@@ -34,6 +34,9 @@ class Settings:
     #: A crawl of one target still running after this many seconds is killed (its browser too)
     #: and fails its task, which Airflow retries (``COPYWATCH_CRAWL_TIMEOUT``; 0 means no limit).
     crawl_timeout_s: float = 3 * 3600
+    #: Processes that match a run's images against a client's gallery (``COPYWATCH_MATCH_WORKERS``;
+    #: 0, the default, means one per core, at most 8).
+    match_workers: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -73,6 +76,7 @@ def load_settings(home: str | Path | None = None) -> Settings:
         rematch_days=int(_env("REMATCH_DAYS", "7")),
         screenshots=_flag(_env("SCREENSHOTS", "1")),
         crawl_timeout_s=float(_env("CRAWL_TIMEOUT", str(3 * 3600))),
+        match_workers=int(_env("MATCH_WORKERS", "0")),
     )
 
 

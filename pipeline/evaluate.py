@@ -20,7 +20,7 @@ from pipeline.local import LocalFeatures, VoteIndex, extract
 from pipeline.match import Match, MatchParams, Query, explain_away, frequent_regions, rank_gallery, rank_key, shows_region
 from pipeline.gallery import template_regions
 from pipeline.verify import PHOTO_RATIO, PixelCache, Pixels, covered_share
-from pipeline.parallel import fork_map
+from pipeline.parallel import cpu_workers, fork_map, forkable_faiss
 from pipeline.metrics import Scored, at_threshold, micro_ap, rank_k, recall_at_precision
 from pipeline.tilecache import embed_tiles
 from pipeline.tiling import GALLERY_TILING, QUERY_TILING
@@ -141,9 +141,7 @@ def _rank_query(q: str) -> tuple[str, list[Match]]:
 def default_workers(embedder: Embedder) -> int:
     """Worker processes for eval: one per core for the weight-free embedder; one for torch models
     (a forked child cannot safely reuse a parent's torch thread pool, and torch uses every core)."""
-    import os
-
-    return max(1, min(os.cpu_count() or 1, 8)) if embedder.id.startswith("default") else 1
+    return cpu_workers() if embedder.id.startswith("default") else 1
 
 
 def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params: MatchParams = MatchParams(),
@@ -159,12 +157,11 @@ def evaluate(root: Path, out: Path, embedder: Embedder, threshold: float, params
     out.mkdir(parents=True, exist_ok=True)
     log.info("dataset %s: %d gallery images, %d queries (%d copies); %d worker processes",
              root, len(ds.gallery), len(ds.queries), sum(1 for v in ds.truth.values() if v), workers)
-    if workers > 1:
-        import faiss
+    with forkable_faiss(workers):
+        return _evaluate(ds, out, embedder, threshold, params, workers)
 
-        # FAISS's OpenMP pool must not exist when workers fork (the children would wait on it forever).
-        faiss.omp_set_num_threads(1)
 
+def _evaluate(ds: Dataset, out: Path, embedder: Embedder, threshold: float, params: MatchParams, workers: int) -> dict:
     t0 = time.perf_counter()
     gallery = _Gallery(ds.root, ds.gallery)
     _WORK.clear()

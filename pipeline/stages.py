@@ -22,10 +22,11 @@ from pipeline.findings import upsert_finding
 from pipeline.gallery import client_gallery, client_index
 from pipeline.match import Match, MatchParams, Query, checked_matches, copies, frequent_regions, rank_gallery, shows_region
 from pipeline.verify import covered_share
+from pipeline.parallel import cpu_workers, fork_map
 from pipeline.runtime import tune_allocator
 from pipeline.repo import get_client, record_skip, run_date, set_run_stats, upsert_image, upsert_run, utcnow
 from pipeline.store import ContentStore
-from pipeline.tilecache import cached, embed_image
+from pipeline.tilecache import CachedTiles, cached_tiles, embed_image
 from pipeline.tiling import QUERY_TILING
 
 log = logging.getLogger(__name__)
@@ -136,11 +137,16 @@ def embed_run_images(
 
 
 def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embedder | None = None, params: MatchParams = MatchParams()) -> dict[str, int]:
-    """Match every image seen in this run against one client's gallery; upsert its findings."""
+    """Match every image seen in this run against one client's gallery; upsert its findings.
+
+    Images are ranked in ``settings.match_workers`` forked processes (one per core by default),
+    which share the gallery's indexes built here; findings are written by this process alone.
+    """
     tune_allocator()
     embedder = embedder or get_embedder(settings.embedder, weights_dir=settings.weights_dir)
     store = ContentStore(settings.store_dir)
     db = Database(settings.database_url)
+    workers = cpu_workers(settings.match_workers)
     counts = {"images": 0, "findings": 0, "new_findings": 0, "below_threshold": 0, "boilerplate": 0}
     try:
         with db.session() as s:
@@ -155,23 +161,30 @@ def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embed
                 pages_of.setdefault(image_id, []).append(page_id)
             by_id = {img.id: img for img in s.scalars(select(Image).where(Image.id.in_(list(pages_of)), Image.status == "ok"))}
             pages_of = {i: p for i, p in sorted(pages_of.items()) if i in by_id}
+            todo: list[tuple[int, Path, CachedTiles]] = []
+            for image_id in pages_of:
+                sha = by_id[image_id].sha256
+                tiles = cached_tiles(s, settings.home, sha, QUERY_TILING, embedder)
+                if tiles is None:
+                    record_skip(s, run_id, "match", sha, "no tile vectors: the embed stage did not process this image")
+                    continue
+                todo.append((image_id, store.path(sha), tiles))
+            counts["images"] = len(todo)
             # Pass 1: match every image (no writes), so that boilerplate, regions of protected
             # pages that many suspects match, is known before anything becomes a finding.
+            log.info("%s: matching %d images against %d gallery images (%s)", client_slug, len(todo), len(gallery.rows),
+                     "in this process" if workers == 1 else f"{workers} worker processes")
             matched: list[tuple[int, Match]] = []
             shown: list[tuple[int, Match]] = []
-            for n, (image_id, page_ids) in enumerate(pages_of.items(), 1):
-                img = by_id[image_id]
-                tv = cached(s, settings.home, img.sha256, QUERY_TILING, embedder)
-                if tv is None:
-                    record_skip(s, run_id, "match", img.sha256, "no tile vectors: the embed stage did not process this image")
-                    continue
-                counts["images"] += 1
-                query = Query(images.decode(store.path(img.sha256), max_pixels=settings.max_image_pixels), tv)
-                ranked = rank_gallery(query, gallery.index, gallery, gallery.votes, params, top=checked_matches(params))
-                matched += [(image_id, m) for m in copies(ranked)]
-                shown += [(image_id, m) for m in ranked if shows_region(m, params)]
-                if n % 20 == 0 or n == len(pages_of):
-                    log.info("%s: matched %d/%d images", client_slug, n, len(pages_of))
+            _MATCH_WORK.update(gallery=gallery, params=params, max_pixels=settings.max_image_pixels)
+            try:
+                for n, (image_id, found, showing) in enumerate(fork_map(_match_image, todo, workers), 1):
+                    matched += [(image_id, m) for m in found]
+                    shown += [(image_id, m) for m in showing]
+                    if n % 20 == 0 or n == len(todo):
+                        log.info("%s: matched %d/%d images", client_slug, n, len(todo))
+            finally:
+                _MATCH_WORK.clear()
             boilerplate = gallery.remember_boilerplate(frequent_regions(shown, params.boilerplate_images))
             # Pass 2: findings, each image's committed on their own: a task killed later keeps
             # them, and its retry upserts the same rows again.
@@ -199,6 +212,20 @@ def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embed
     finally:
         db.dispose()
     return counts
+
+
+#: What forked matching workers read (set by :func:`match_run` just before it starts them).
+_MATCH_WORK: dict = {}
+
+
+def _match_image(item: tuple[int, Path, CachedTiles]) -> tuple[int, list[Match], list[Match]]:
+    """One suspect image ranked against the gallery: its copies and the matches that show a
+    shared region (boilerplate candidates)."""
+    image_id, path, tiles = item
+    gallery, params = _MATCH_WORK["gallery"], _MATCH_WORK["params"]
+    query = Query(images.decode(path, max_pixels=_MATCH_WORK["max_pixels"]), tiles.load())
+    ranked = rank_gallery(query, gallery.index, gallery, gallery.votes, params, top=checked_matches(params))
+    return image_id, copies(ranked), [m for m in ranked if shows_region(m, params)]
 
 
 def close_run(settings: Settings, run_id: int, status: str = "success") -> dict:

@@ -45,8 +45,22 @@ def _vector_file(home: Path, embedder_id: str, tiling: str, sha256: str) -> Path
     return home / "vectors" / space / sha256[:2] / f"{sha256}.npy"
 
 
-def cached(s: Session, home: Path, sha256: str, params: TilingParams, embedder: Embedder) -> TileVectors | None:
-    """The cached tile vectors, or None when this image was never embedded this way."""
+@dataclass(frozen=True)
+class CachedTiles:
+    """Where an image's cached tile vectors lie, with their tiles: what a worker process needs to
+    load them without a database session."""
+
+    sha256: str
+    path: Path
+    boxes: np.ndarray
+    mirrored: np.ndarray
+
+    def load(self) -> TileVectors:
+        return TileVectors(self.sha256, np.load(self.path), self.boxes, self.mirrored)
+
+
+def cached_tiles(s: Session, home: Path, sha256: str, params: TilingParams, embedder: Embedder) -> CachedTiles | None:
+    """The cache entry of an image's tile vectors, or None when it was never embedded this way."""
     row = s.scalar(
         select(Embedding).where(Embedding.image_sha256 == sha256, Embedding.tiling == params.key, Embedding.embedder == embedder.id)
     )
@@ -56,11 +70,16 @@ def cached(s: Session, home: Path, sha256: str, params: TilingParams, embedder: 
     if not path.exists():
         log.warning("vector file %s is missing; embedding %s again", path, sha256[:12])
         return None
-    vectors = np.load(path)
     tiles = row.tiles
     boxes = np.array([[t.x0, t.y0, t.x1, t.y1] for t in tiles], dtype=np.int32).reshape(-1, 4)
     mirrored = np.array([t.mirrored for t in tiles], dtype=bool)
-    return TileVectors(sha256, vectors, boxes, mirrored)
+    return CachedTiles(sha256, path, boxes, mirrored)
+
+
+def cached(s: Session, home: Path, sha256: str, params: TilingParams, embedder: Embedder) -> TileVectors | None:
+    """The cached tile vectors, or None when this image was never embedded this way."""
+    entry = cached_tiles(s, home, sha256, params, embedder)
+    return entry.load() if entry is not None else None
 
 
 def embed_image(s: Session, home: Path, sha256: str, image: Image.Image, params: TilingParams, embedder: Embedder) -> tuple[TileVectors, bool]:

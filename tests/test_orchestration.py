@@ -218,6 +218,32 @@ def test_match_killed_midway_then_retried_equals_uninterrupted(world, monkeypatc
     assert run_stats(settings, run_id)["match:hanbit"] == stats_before
 
 
+def test_matching_in_worker_processes_equals_matching_in_one(world, caplog):
+    """The daily run ranks a run's images in forked workers; the findings and counts are those of
+    one process ranking them all."""
+    from pipeline.db import Database, Finding, FindingSighting
+    from pipeline.stages import match_run
+
+    settings = world["settings"]
+    run_id = daily_run_id(settings, DAY)
+    expected, stats = finding_rows(settings), run_stats(settings, run_id)["match:hanbit"]
+    assert len(expected) >= 3
+    db = Database(settings.database_url)
+    try:
+        for workers, how in ((1, "(in this process)"), (2, "(2 worker processes)")):
+            with db.session() as s:
+                s.execute(delete(FindingSighting))
+                s.execute(delete(Finding))
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger="pipeline.stages"):
+                match_run(settings.with_(match_workers=workers), run_id, "hanbit")
+            assert any(how in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+            assert finding_rows(settings) == expected
+            assert run_stats(settings, run_id)["match:hanbit"] == stats
+    finally:
+        db.dispose()
+
+
 class Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)

@@ -54,3 +54,25 @@ def test_vote_index_built_in_a_forked_child_votes_alike_and_workers_forked_later
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[3, 7, 3, 7]"
+
+
+def test_workers_forked_after_the_parent_used_its_thread_pools_do_not_hang():
+    # A daily run's match task: the gallery's indexes built with FAISS and OpenCV on every core,
+    # then matching workers forked. Both pools existed in the parent; the workers must neither
+    # wait on them (they did, forever, before fork_map ran the parent single-threaded around the
+    # fork) nor leave the parent's own settings changed.
+    code = (
+        "import cv2, faiss, numpy as np\n"
+        "from pipeline.parallel import fork_map\n"
+        "rng = np.random.default_rng(0); x = rng.standard_normal((60000, 64)).astype(np.float32)\n"
+        "index = faiss.IndexIVFFlat(faiss.IndexFlatL2(64), 64, 64); index.train(x[:8000]); index.add(x); index.nprobe = 8\n"
+        "faiss.omp_set_num_threads(2); cv2.setNumThreads(2)\n"
+        "index.search(x[:4000], 5); cv2.GaussianBlur(np.zeros((3000, 3000), np.float32), (0, 0), 3)\n"
+        "def work(i):\n"
+        "    cv2.GaussianBlur(np.zeros((1000, 1000), np.float32), (0, 0), 3)\n"
+        "    return int(index.search(x[i:i + 1], 1)[1][0, 0])\n"
+        "print(list(fork_map(work, range(6), 2, chunksize=1)), faiss.omp_get_max_threads(), cv2.getNumThreads())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[0, 1, 2, 3, 4, 5] 2 2"
