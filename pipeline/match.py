@@ -83,7 +83,8 @@ def verified_score(v: Verification, min_inliers: int) -> float:
     0 when rejected or below ``min_inliers``; otherwise the geometric evidence
     1 - exp(-inliers / 30), times how well the aligned pixels agree: a correlation factor
     (0 at ``CORRELATION_FLOOR``, 1 from ``CORRELATION_FULL``; stricter for detail pages) and a colour factor (1 up to
-    ``COLOUR_MISMATCH_FREE`` colour-mismatched pixels, 0 from ``COLOUR_MISMATCH_LIMIT``) and,
+    ``COLOUR_MISMATCH_FREE`` colour-mismatched pixels, 0 from ``COLOUR_MISMATCH_LIMIT`` or when
+    the region's tint turned) and,
     for protected photos, a whole-overlap factor (see ``DISAGREEMENT_FREE``).
     """
     if not v.ok or v.inliers < min_inliers:
@@ -91,7 +92,7 @@ def verified_score(v: Verification, min_inliers: int) -> float:
     geometry = 1.0 - np.exp(-v.inliers / 30.0)
     floor, full = (CORRELATION_FLOOR, CORRELATION_FULL) if v.photo else (PAGE_CORRELATION_FLOOR, PAGE_CORRELATION_FULL)
     corr = np.clip((v.correlation - floor) / (full - floor), 0.0, 1.0)
-    colour = _ramp_down(v.colour_mismatch, COLOUR_MISMATCH_FREE, COLOUR_MISMATCH_LIMIT)
+    colour = 0.0 if v.tint_turned else _ramp_down(v.colour_mismatch, COLOUR_MISMATCH_FREE, COLOUR_MISMATCH_LIMIT)
     # A copy of a photo reproduces all of it that it overlaps; a shot sharing only the model's
     # face or the background with the protected photo does not.
     # A copied part of a detail page reproduces every glyph; a part of another page in the same

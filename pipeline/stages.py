@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -177,12 +178,14 @@ def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embed
             matched: list[tuple[int, Match]] = []
             shown: list[tuple[int, Match]] = []
             _MATCH_WORK.update(gallery=gallery, params=params, max_pixels=settings.max_image_pixels)
+            started = time.perf_counter()
             try:
                 for n, (image_id, found, showing) in enumerate(fork_map(_match_image, todo, workers), 1):
                     matched += [(image_id, m) for m in found]
                     shown += [(image_id, m) for m in showing]
                     if n % 20 == 0 or n == len(todo):
-                        log.info("%s: matched %d/%d images", client_slug, n, len(todo))
+                        elapsed = time.perf_counter() - started
+                        log.info("%s: matched %d/%d images (%.1f s, %.1f images/s)", client_slug, n, len(todo), elapsed, n / max(elapsed, 1e-9))
             finally:
                 _MATCH_WORK.clear()
             boilerplate = gallery.remember_boilerplate(frequent_regions(shown, params.boilerplate_images))

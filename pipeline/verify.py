@@ -45,6 +45,9 @@ class Verification:
     #: disagree: a copy reproduces every glyph, while another page in the same template shows
     #: other numbers in the same size-chart frame.
     edge_disagreement: float = 0.0
+    #: The region's overall tint points another way on each side (``TINT_CHROMA``,
+    #: ``TINT_ANGLE``): another colour design, not a copy.
+    tint_turned: bool = False
 
     @property
     def ok(self) -> bool:
@@ -64,6 +67,14 @@ SHIFT_FREE, COLOUR_MISMATCH_SHIFTED = 5.0, 0.2
 #: Saturation change (scale of the Lab (a, b) plane) a copier's global edit may explain, and the
 #: mean chroma from which a region is coloured enough for the fitted scale to mean anything.
 SATURATION_RANGE, COLOURFUL_CHROMA = (0.5, 2.0), 15.0
+#: A region whose mean colour (its tint: the mean of its (a, b) offsets from neutral) is at least
+#: this strong on both sides, and whose two tints point more than this many degrees apart, is
+#: another colour design (:attr:`Verification.tint_turned`: no copy), whatever its pixels'
+#: agreement once corrected: no saturation change or
+#: slight cast turns a beige band into a light-blue one. The copies of the bench sets tinted that
+#: much keep their tint within 12 degrees (cosine 0.977 or more, photos and pages); a size chart
+#: on a beige band in one page and a light-blue band in another is 172 degrees apart.
+TINT_CHROMA, TINT_ANGLE = 4.0, 45.0
 #: Pixel checks run at most this wide (the aligned crops are shrunk to it).
 PIXEL_CHECK_WIDTH = 320
 #: Largest global colour cast (shift of the a, b plane) a copier's correction may explain.
@@ -177,7 +188,7 @@ def _prepare(pix: Pixels, region: Box, f: float, mirror: bool) -> np.ndarray:
     return np.ascontiguousarray(crop)
 
 
-def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.ndarray, hull: np.ndarray) -> tuple[float, float, float, float]:
+def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.ndarray, hull: np.ndarray) -> tuple[float, float, float, float, bool]:
     """Dense check of a fitted pair: warp the query crop onto the gallery crop with ``model`` and
     compare pixels.
 
@@ -198,7 +209,8 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     Inside the hull again, the share of edge pixels (textured on either side) that disagree: a
     copy reproduces every glyph, while a size chart with other numbers in the same frame does
     not (its correlation stays high: most of its pixels are frame and background).
-    Returns (correlation, colour mismatch, overlap disagreement, edge disagreement).
+    Whether the region's overall tint turned (:func:`_tints_differ`) is reported apart.
+    Returns (correlation, colour mismatch, overlap disagreement, edge disagreement, tint turned).
     """
     # Work only inside the bounding box of the query's footprint on the gallery crop (a band of a
     # long page must not cost a warp of the whole page).
@@ -292,7 +304,18 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     backdrop = (lg >= BACKDROP_LIGHTNESS) & _neutral(gab) & _neutral(copy_ab)
     over = valid & (textured | ~backdrop)
     disagreement = float((residual2[over] > DISAGREE_TOLERANCE ** 2).mean()) if over.sum() >= 100 * r * r else 0.0
-    return ncc, mismatch, disagreement, edge_disagreement
+    # Nor is a region whose overall tint turned (a beige band that is light blue in the other
+    # page). Reported apart from the colour mismatch: the same words in another tint still show
+    # where a template's boilerplate sits.
+    tint_turned = _tints_differ(x.mean(axis=0), y.mean(axis=0))
+    return ncc, mismatch, disagreement, edge_disagreement, tint_turned
+
+
+def _tints_differ(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two mean (a, b) offsets are both tinted (``TINT_CHROMA``) and point more than
+    ``TINT_ANGLE`` degrees apart."""
+    na, nb = float(np.hypot(*a)), float(np.hypot(*b))
+    return min(na, nb) >= TINT_CHROMA and float(np.dot(a, b)) < np.cos(np.radians(TINT_ANGLE)) * na * nb
 
 
 def _gradient(lightness: np.ndarray) -> np.ndarray:
@@ -479,9 +502,9 @@ def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray, min_inliers: int = 
         rejected = f"too few inliers ({n_in} < {min_inliers})"
     if rejected:
         return Verification(n_in, len(pq), qbox, gbox, float(overlap), q.mirrored, q_scale, 0.0, rejected, 0.0, 0.0, photo), inl
-    correlation, mismatch, disagreement, edges = aligned_agreement(q.rgb, g.rgb, model, pg[inl])
+    correlation, mismatch, disagreement, edges, tint_turned = aligned_agreement(q.rgb, g.rgb, model, pg[inl])
     return Verification(n_in, len(pq), qbox, gbox, float(overlap), q.mirrored, q_scale, mismatch, rejected, correlation,
-                        disagreement, photo, edges), inl
+                        disagreement, photo, edges, tint_turned), inl
 
 
 def verify_pair(

@@ -368,3 +368,24 @@ def test_a_size_chart_with_other_numbers_in_the_same_template_is_not_a_copy():
     # The bench's copy whose edges disagree most (recompressed, watermarked) still verifies.
     right, v = score(load("copied-part.jpg"), load("copied-page-band.jpg"))
     assert right >= THRESHOLD and v.edge_disagreement < 0.05, v
+
+
+def test_the_same_words_on_a_band_of_another_tint_are_not_a_copy():
+    """A size chart's title and column names in the same font on a light-blue band, against a
+    protected page's on a beige band: the glyphs align (correlation 0.994) and the corrected
+    colours stay within tolerance, but the two regions' tints point opposite ways, which no
+    copier's saturation change or slight cast explains. The protected band itself, resized and
+    recompressed, still verifies."""
+    def load(name: str) -> Image.Image:
+        return Image.open(PAGES / name).convert("RGB")
+
+    protected = load("beige-chart-page-band.jpg")
+    wrong, v = score(load("other-tint-part.jpg"), protected)
+    assert not v.photo and v.ok and v.correlation >= 0.99, v
+    assert wrong == 0.0 and v.tint_turned and v.colour_mismatch < 0.05, v
+    part = protected.crop((0, 900, 860, protected.height))
+    part = part.resize((700, round(part.height * 700 / 860)))
+    buf = io.BytesIO()
+    part.save(buf, "JPEG", quality=70)
+    right, v = score(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), protected)
+    assert right >= THRESHOLD and not v.tint_turned and v.colour_mismatch < 0.05, v
