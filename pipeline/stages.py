@@ -170,7 +170,6 @@ def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embed
                     record_skip(s, run_id, "match", sha, "no tile vectors: the embed stage did not process this image")
                     continue
                 todo.append((image_id, store.path(sha), tiles))
-            counts["images"] = len(todo)
             # Pass 1: match every image (no writes), so that boilerplate, regions of protected
             # pages that many suspects match, is known before anything becomes a finding.
             log.info("%s: matching %d images against %d gallery images (%s)", client_slug, len(todo), len(gallery.rows),
@@ -180,9 +179,13 @@ def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embed
             _MATCH_WORK.update(gallery=gallery, params=params, max_pixels=settings.max_image_pixels)
             started = time.perf_counter()
             try:
-                for n, (image_id, found, showing) in enumerate(fork_map(_match_image, todo, workers), 1):
-                    matched += [(image_id, m) for m in found]
-                    shown += [(image_id, m) for m in showing]
+                for n, (image_id, found, showing, unusable) in enumerate(fork_map(_match_image, todo, workers), 1):
+                    if unusable:
+                        record_skip(s, run_id, "match", by_id[image_id].sha256, unusable)
+                    else:
+                        counts["images"] += 1
+                        matched += [(image_id, m) for m in found]
+                        shown += [(image_id, m) for m in showing]
                     if n % 20 == 0 or n == len(todo):
                         elapsed = time.perf_counter() - started
                         log.info("%s: matched %d/%d images (%.1f s, %.1f images/s)", client_slug, n, len(todo), elapsed, n / max(elapsed, 1e-9))
@@ -221,14 +224,18 @@ def match_run(settings: Settings, run_id: int, client_slug: str, embedder: Embed
 _MATCH_WORK: dict = {}
 
 
-def _match_image(item: tuple[int, Path, CachedTiles]) -> tuple[int, list[Match], list[Match]]:
-    """One suspect image ranked against the gallery: its copies and the matches that show a
-    shared region (boilerplate candidates)."""
+def _match_image(item: tuple[int, Path, CachedTiles]) -> tuple[int, list[Match], list[Match], str]:
+    """One suspect image ranked against the gallery: its copies, the matches that show a shared
+    region (boilerplate candidates), and why it could not be used ("" when it could: a stored
+    file gone or damaged since the embed stage read it)."""
     image_id, path, tiles = item
     gallery, params = _MATCH_WORK["gallery"], _MATCH_WORK["params"]
-    query = Query(images.decode(path, max_pixels=_MATCH_WORK["max_pixels"]), tiles.load())
-    ranked = rank_gallery(query, gallery.index, gallery, gallery.votes, params, top=checked_matches(params))
-    return image_id, copies(ranked), [m for m in ranked if shows_region(m, params)]
+    try:
+        image = images.decode(path, max_pixels=_MATCH_WORK["max_pixels"])
+    except images.BadImage as e:
+        return image_id, [], [], f"stored file unusable: {e.reason}"
+    ranked = rank_gallery(Query(image, tiles.load()), gallery.index, gallery, gallery.votes, params, top=checked_matches(params))
+    return image_id, copies(ranked), [m for m in ranked if shows_region(m, params)], ""
 
 
 def close_run(settings: Settings, run_id: int, status: str = "success") -> dict:

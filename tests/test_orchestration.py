@@ -244,6 +244,42 @@ def test_matching_in_worker_processes_equals_matching_in_one(world, caplog):
         db.dispose()
 
 
+def test_a_stored_file_damaged_after_embedding_is_a_recorded_skip_of_matching(world):
+    """A suspect image whose stored file went bad between the embed and match stages: the worker
+    reports it, the task records the skip with its reason and matches the rest."""
+    from pipeline.db import Database, Finding, Image, Skip
+    from pipeline.stages import match_run, run_links
+    from pipeline.store import ContentStore
+
+    settings = world["settings"]
+    run_id = daily_run_id(settings, DAY)
+    expected, stats = finding_rows(settings), run_stats(settings, run_id)["match:hanbit"]
+    db = Database(settings.database_url)
+    try:
+        with db.session() as s:
+            with_findings = set(s.scalars(select(Finding.image_id)))
+            run_images = sorted({i for _, i in run_links(s, settings, run_id)} - with_findings)
+            sha = s.get(Image, run_images[0]).sha256
+        path = ContentStore(settings.store_dir).path(sha)
+        original = path.read_bytes()
+        path.write_bytes(original[:300])  # truncated on disk
+        try:
+            match_run(settings.with_(match_workers=2), run_id, "hanbit")
+            with db.session() as s:
+                skip = s.scalar(select(Skip).where(Skip.run_id == run_id, Skip.stage == "match", Skip.subject == sha))
+            assert skip is not None and skip.reason.startswith("stored file unusable: corrupt or truncated image"), skip
+            assert run_stats(settings, run_id)["match:hanbit"]["images"] == stats["images"] - 1
+            assert finding_rows(settings) == expected
+        finally:
+            path.write_bytes(original)
+            with db.session() as s:
+                s.execute(delete(Skip).where(Skip.run_id == run_id, Skip.stage == "match", Skip.subject == sha))
+        match_run(settings, run_id, "hanbit")
+        assert run_stats(settings, run_id)["match:hanbit"] == stats
+    finally:
+        db.dispose()
+
+
 class Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
