@@ -98,7 +98,10 @@ def forkable_faiss(workers: int) -> Iterator[None]:
 def in_forked_child(func: Callable[[T], R], arg: T) -> R:
     """``func(arg)`` in one forked child process, its result pickled back: for multi-threaded work
     (FAISS's OpenMP) in a process that must not start thread pools of its own before it forks
-    workers."""
+    workers. A daemonic process (a pool worker itself), which may not have children, runs it
+    itself."""
+    if multiprocessing.current_process().daemon:
+        return func(arg)
     with multiprocessing.get_context("fork").Pool(1, initializer=_default_signals) as pool:
         return pool.apply(func, (arg,))
 

@@ -76,3 +76,25 @@ def test_workers_forked_after_the_parent_used_its_thread_pools_do_not_hang():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[0, 1, 2, 3, 4, 5] 2 2"
+
+
+def test_a_daemonic_process_maps_in_itself():
+    # A pool worker (daemonic) may not have children: fork_map and in_forked_child run the work
+    # in that process instead of failing.
+    code = (
+        "import logging, multiprocessing as mp\n"
+        "from pipeline.parallel import fork_map, in_forked_child\n"
+        "def square(x):\n"
+        "    return x * x\n"
+        "def job(q):\n"
+        "    logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
+        "    q.put((list(fork_map(square, range(4), 2)), in_forked_child(square, 5)))\n"
+        "if __name__ == '__main__':\n"
+        "    q = mp.get_context('fork').Queue()\n"
+        "    p = mp.get_context('fork').Process(target=job, args=(q,), daemon=True)\n"
+        "    p.start(); print(q.get(timeout=60)); p.join(60)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "([0, 1, 4, 9], 25)"
+    assert "a daemonic process cannot start workers: 4 items mapped in this one process" in out.stderr
