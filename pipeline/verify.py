@@ -70,10 +70,10 @@ SATURATION_RANGE, COLOURFUL_CHROMA = (0.5, 2.0), 15.0
 #: A region whose mean colour (its tint: the mean of its (a, b) offsets from neutral) is at least
 #: this strong on both sides, and whose two tints point more than this many degrees apart, is
 #: another colour design (:attr:`Verification.tint_turned`: no copy), whatever its pixels'
-#: agreement once corrected: no saturation change or
-#: slight cast turns a beige band into a light-blue one. The copies of the bench sets tinted that
-#: much keep their tint within 12 degrees (cosine 0.977 or more, photos and pages); a size chart
-#: on a beige band in one page and a light-blue band in another is 172 degrees apart.
+#: agreement once corrected: no saturation change or slight cast turns a beige band into a
+#: light-blue one. The copies of the bench sets tinted that much keep their tint within 12
+#: degrees (cosine 0.977 or more, photos and pages); a size chart on a beige band in one page
+#: and a light-blue band in another is 172 degrees apart.
 TINT_CHROMA, TINT_ANGLE = 4.0, 45.0
 #: Pixel checks run at most this wide (the aligned crops are shrunk to it).
 PIXEL_CHECK_WIDTH = 320
@@ -220,7 +220,7 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     x1 = min(int(np.ceil(corners[:, 0].max())), gallery_rgb.shape[1])
     y1 = min(int(np.ceil(corners[:, 1].max())), gallery_rgb.shape[0])
     if x1 - x0 < 4 or y1 - y0 < 4:
-        return 0.0, 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0, False
     gallery_rgb = gallery_rgb[y0:y1, x0:x1]
     hull = hull - np.float32([x0, y0])
     model = model.copy()
@@ -243,7 +243,7 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     cv2.fillConvexPoly(mask, cv2.convexHull(hull.astype(np.int32)), 255)
     inside = (mask > 0) & valid
     if inside.sum() < 100 * r * r:
-        return 0.0, 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0, False
     # Smoothed colours, so JPEG noise and sub-pixel misalignment do not count.
     lab_q = cv2.cvtColor(cv2.GaussianBlur(warped, (0, 0), 2.0 * r), cv2.COLOR_RGB2LAB).astype(np.float32)
     lab_g = cv2.cvtColor(cv2.GaussianBlur(gallery_rgb, (0, 0), 2.0 * r), cv2.COLOR_RGB2LAB).astype(np.float32)

@@ -389,3 +389,15 @@ def test_the_same_words_on_a_band_of_another_tint_are_not_a_copy():
     part.save(buf, "JPEG", quality=70)
     right, v = score(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), protected)
     assert right >= THRESHOLD and not v.tint_turned and v.colour_mismatch < 0.05, v
+
+
+def test_a_fit_whose_footprint_misses_the_protected_crop_compares_nothing():
+    """The pixel check of a transform that puts the query outside (or on a sliver of) the
+    protected crop: nothing to compare, every measure 0, no tint turn."""
+    from pipeline.verify import aligned_agreement
+
+    rgb = np.asarray(photo("wj08-purple_main").resize((200, 250)))
+    hull = np.float32([[10, 10], [100, 10], [100, 100]])
+    for shift in (1000.0, 198.0):  # wholly outside; a 2 px sliver at the right edge
+        model = np.float32([[1, 0, shift], [0, 1, 0]])
+        assert aligned_agreement(rgb, rgb, model, hull) == (0.0, 0.0, 0.0, 0.0, False)
