@@ -62,17 +62,28 @@ def _single_threaded_parent() -> Iterator[None]:
     gallery's indexes on every core, then forks its matching workers)."""
     import cv2
 
-    faiss = sys.modules.get("faiss")
-    before = cv2.getNumThreads(), faiss.omp_get_max_threads() if faiss else None
+    before = cv2.getNumThreads()
     cv2.setNumThreads(1)
-    if faiss:
-        faiss.omp_set_num_threads(1)
+    try:
+        with _faiss_on_one_thread(sys.modules.get("faiss")):
+            yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+@contextmanager
+def _faiss_on_one_thread(faiss) -> Iterator[None]:
+    """The ``faiss`` module (None: not imported, nothing to do) on one OpenMP thread, restored
+    afterwards."""
+    if faiss is None:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
     try:
         yield
     finally:
-        cv2.setNumThreads(before[0])
-        if faiss:
-            faiss.omp_set_num_threads(before[1])
+        faiss.omp_set_num_threads(before)
 
 
 @contextmanager
@@ -87,12 +98,8 @@ def forkable_faiss(workers: int) -> Iterator[None]:
         return
     import faiss
 
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
+    with _faiss_on_one_thread(faiss):
         yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 def in_forked_child(func: Callable[[T], R], arg: T) -> R:

@@ -355,18 +355,19 @@ def test_a_coloured_garment_where_the_protected_shot_shows_a_white_one_disagrees
 PAGES = Path(__file__).resolve().parent / "data" / "pages"
 
 
+def page_part(name: str) -> Image.Image:
+    return Image.open(PAGES / name).convert("RGB")
+
+
 def test_a_size_chart_with_other_numbers_in_the_same_template_is_not_a_copy():
     """A part of another page of the client's brand: the same size-chart frame and notices, other
     numbers. Its pixels correlate at 0.994 (most of them are frame and background) but the
     digits disagree, while a copy reproduces every glyph."""
-    def load(name: str) -> Image.Image:
-        return Image.open(PAGES / name).convert("RGB")
-
-    wrong, v = score(load("decoy-part.jpg"), load("protected-page-band.jpg"))
+    wrong, v = score(page_part("decoy-part.jpg"), page_part("protected-page-band.jpg"))
     assert not v.photo and v.correlation >= 0.99, v
     assert wrong < THRESHOLD and v.edge_disagreement >= 0.1, v
     # The bench's copy whose edges disagree most (recompressed, watermarked) still verifies.
-    right, v = score(load("copied-part.jpg"), load("copied-page-band.jpg"))
+    right, v = score(page_part("copied-part.jpg"), page_part("copied-page-band.jpg"))
     assert right >= THRESHOLD and v.edge_disagreement < 0.05, v
 
 
@@ -376,11 +377,8 @@ def test_the_same_words_on_a_band_of_another_tint_are_not_a_copy():
     colours stay within tolerance, but the two regions' tints point opposite ways, which no
     copier's saturation change or slight cast explains. The protected band itself, resized and
     recompressed, still verifies."""
-    def load(name: str) -> Image.Image:
-        return Image.open(PAGES / name).convert("RGB")
-
-    protected = load("beige-chart-page-band.jpg")
-    wrong, v = score(load("other-tint-part.jpg"), protected)
+    protected = page_part("beige-chart-page-band.jpg")
+    wrong, v = score(page_part("other-tint-part.jpg"), protected)
     assert not v.photo and v.ok and v.correlation >= 0.99, v
     assert wrong == 0.0 and v.tint_turned and v.colour_mismatch < 0.05, v
     part = protected.crop((0, 900, 860, protected.height))

@@ -5,6 +5,14 @@ import subprocess
 import sys
 
 
+def run_fresh(code: str, timeout: float) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (process-wide thread and allocator state stays apart from
+    the test process); it must exit 0."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
 def test_allocator_tuning_takes_effect_once_and_is_inherited_by_forked_workers():
     # In a fresh interpreter: the setting is process-wide and must not leak into the test process.
     code = (
@@ -19,7 +27,7 @@ def test_allocator_tuning_takes_effect_once_and_is_inherited_by_forked_workers()
         "threads = list(fork_map(threads_in_worker, range(4), 2, chunksize=1))\n"
         "print(first, again, threads)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout.split(maxsplit=2)
+    out = run_fresh(code, 120).stdout.split(maxsplit=2)
     assert out[0] == "True" and out[1] == "True"  # glibc (Debian) accepts the three mallopt calls
     assert out[2].strip() == "[1, 1, 1, 1]"  # each forked worker runs OpenCV and BLAS on one thread
 
@@ -51,8 +59,7 @@ def test_vote_index_built_in_a_forked_child_votes_alike_and_workers_forked_later
         "    c = child.votes(queries[i]); return max(c, key=c.get)\n"
         "print(list(fork_map(top, [0, 1, 0, 1], 2, chunksize=1)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = run_fresh(code, 300)
     assert out.stdout.strip() == "[3, 7, 3, 7]"
 
 
@@ -73,8 +80,7 @@ def test_workers_forked_after_the_parent_used_its_thread_pools_do_not_hang():
         "    return int(index.search(x[i:i + 1], 1)[1][0, 0])\n"
         "print(list(fork_map(work, range(6), 2, chunksize=1)), faiss.omp_get_max_threads(), cv2.getNumThreads())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = run_fresh(code, 120)
     assert out.stdout.strip() == "[0, 1, 2, 3, 4, 5] 2 2"
 
 
@@ -94,7 +100,6 @@ def test_a_daemonic_process_maps_in_itself():
         "    p = mp.get_context('fork').Process(target=job, args=(q,), daemon=True)\n"
         "    p.start(); print(q.get(timeout=60)); p.join(60)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = run_fresh(code, 120)
     assert out.stdout.strip() == "([0, 1, 4, 9], 25)"
     assert "a daemonic process cannot start workers: 4 items mapped in this one process" in out.stderr
