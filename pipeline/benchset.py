@@ -35,6 +35,15 @@ BRANDS = ("HANBIT", "DAILY FIT", "STYLE ON", "MOVE LAB", "URBAN KIT", "SOFT WEAR
 #: than 40 in some channel: re-encodes and re-sizes pass, colour variants (whole product recoloured) do not.
 NEAR_DUPLICATE_DELTA = 40
 NEAR_DUPLICATE_SHARE = 0.01
+#: A non-copy cut from another colour of a gallery photo's shot can show only what the two have in
+#: common (the model's legs and black shorts, the orange waistband cropped off): fewer than this
+#: share of its pixels differ from the same region of the gallery photo (compared 160 px across,
+#: by more than NEAR_DUPLICATE_DELTA in some channel). That query is a copy of the gallery photo's
+#: pixels, whatever file it was cut from, so it is drawn again. A variant whose difference shows
+#: stays a non-copy: a waistband in another colour is 0.9% of a whole photo.
+SHARED_REGION_SHARE = 0.005
+#: Draws of a non-copy's transform before one that shows what its photo does not share is kept.
+SHARED_REGION_DRAWS = 20
 
 
 @dataclass(frozen=True)
@@ -209,6 +218,36 @@ def run_tasks(func: Callable[[Any], list[dict[str, Any]]], tasks: list[Any], wor
 # ----------------------------------------------------------------------------------- type 1
 
 
+def shows_shared_region(image: Image.Image, box: tuple[int, int, int, int] | None,
+                        siblings: Sequence[Image.Image]) -> bool:
+    """Whether the region ``box`` of ``image`` is, pixel for pixel, the same region of one of
+    ``siblings`` (other colours of the product's shot, the same size: :data:`SHARED_REGION_SHARE`)."""
+    if box is None:
+        return False
+    region = image.crop(box)
+    width = min(160, region.width)
+    size = (width, max(1, round(region.height * width / region.width)))
+    mine = np.asarray(region.resize(size, Image.Resampling.BILINEAR), dtype=np.int16)
+    for sibling in siblings:
+        if sibling.size != image.size:
+            continue
+        theirs = np.asarray(sibling.crop(box).resize(size, Image.Resampling.BILINEAR), dtype=np.int16)
+        if (np.abs(mine - theirs).max(axis=2) > NEAR_DUPLICATE_DELTA).mean() < SHARED_REGION_SHARE:
+            return True
+    return False
+
+
+def noncopy(image: Image.Image, rng: random.Random, siblings: Sequence[Image.Image]) -> tuple[synth.Transformed, list[str]]:
+    """:func:`photo_copy` of a photo that is not in the gallery, drawn again while it shows only
+    what the photo shares with a gallery photo of the same product (:func:`shows_shared_region`)."""
+    for _ in range(SHARED_REGION_DRAWS):
+        copy, ops = photo_copy(image, rng)
+        if not shows_shared_region(image, copy.source_box, siblings):
+            return copy, ops
+        logger.debug("non-copy draw %s shows only pixels a gallery photo has: drawn again", ops)
+    raise ValueError(f"no transform of this photo shows more than a gallery photo of its product in {SHARED_REGION_DRAWS} draws")
+
+
 def photo_copy(image: Image.Image, rng: random.Random) -> tuple[synth.Transformed, list[str]]:
     """A thief's version of a product photo: 1-4 of crop, scale, mirror, rotate, jitter, banners,
     watermark, always recompressed."""
@@ -232,14 +271,24 @@ def photo_copy(image: Image.Image, rng: random.Random) -> tuple[synth.Transforme
     return synth.jpeg(t, quality), sorted(ops) + [f"jpeg{quality}"]
 
 
-def _t1_task(task: tuple[Path, int, str, str, Photo, str | None]) -> list[dict[str, Any]]:
+def _t1_task(task: tuple[Path, int, str, str, Photo, str | None, tuple[Path, ...]]) -> list[dict[str, Any]]:
     """Write one type1 query; returns its meta row."""
-    dataset, seed, query, kind, photo, gallery = task
-    copy, ops = photo_copy(load_photo(photo.path), item_rng(seed, "t1", query))
+    dataset, seed, query, kind, photo, gallery, siblings = task
+    image, rng = load_photo(photo.path), item_rng(seed, "t1", query)
+    if gallery:
+        copy, ops = photo_copy(image, rng)
+    else:
+        copy, ops = noncopy(image, rng, [load_photo(p) for p in siblings])
     save_query(copy.image, dataset / query)
     return [{"query": query, "kind": kind, "source": photo.name, "gallery": gallery, "ops": ops,
              "box": list(copy.box), "gallery_box": list(copy.source_box) if copy.source_box else None,
              "mirrored": copy.mirrored}]
+
+
+def siblings_in(gallery: Sequence[Photo], photo: Photo) -> tuple[Path, ...]:
+    """The gallery's other photos of the photo's product (same style), which a non-copy must not
+    merely repeat (:func:`noncopy`)."""
+    return tuple(p.path for p in gallery if p.style == photo.style and p.name != photo.name)
 
 
 def plan_type1(photos: Sequence[Photo], size: BenchSize, rng: random.Random) -> tuple[list[Photo], list[Photo], list[Photo]]:
@@ -267,7 +316,8 @@ def build_type1(dataset: Path, photos: Sequence[Photo], size: BenchSize, seed: i
     specs = [("copy", p, f"gallery/{p.name}") for p in copies] + [("noncopy", p, None) for p in noncopies]
     order = list(range(len(specs)))
     rng.shuffle(order)
-    tasks = [(dataset, seed, f"queries/q{index:05d}.jpg", *specs[spec]) for index, spec in enumerate(order)]
+    tasks = [(dataset, seed, f"queries/q{index:05d}.jpg", *specs[spec], siblings_in(gallery, specs[spec][1]))
+             for index, spec in enumerate(order)]
     meta = run_tasks(_t1_task, tasks, workers)
     write_truth(dataset, [(m["query"], m["gallery"]) for m in meta if m["gallery"]])
     write_meta(dataset, meta)
@@ -460,21 +510,23 @@ def build_combined(dataset: Path, parts: dict[str, Path]) -> dict[str, int]:
 # ------------------------------------------------------------------------------- unrelated
 
 
-def _unrelated_photo_task(task: tuple[Path, int, str, Photo]) -> list[dict[str, Any]]:
-    dataset, seed, query, photo = task
-    copy, ops = photo_copy(load_photo(photo.path), item_rng(seed, "unrelated", query))
+def _unrelated_photo_task(task: tuple[Path, int, str, Photo, tuple[Path, ...]]) -> list[dict[str, Any]]:
+    dataset, seed, query, photo, siblings = task
+    copy, ops = noncopy(load_photo(photo.path), item_rng(seed, "unrelated", query), [load_photo(p) for p in siblings])
     save_query(copy.image, dataset / query)
     return [{"query": query, "kind": "unrelated-photo", "source": photo.name, "gallery": None, "ops": ops}]
 
 
 def build_unrelated(dataset: Path, combined: Path, photos: Sequence[Photo], size: BenchSize, seed: int, workers: int,
-                    total: int = 1000) -> dict[str, int]:
+                    total: int = 1000, gallery: Sequence[Photo] = ()) -> dict[str, int]:
     """unrelated: the combined gallery, and ``total`` suspects none of which copies it.
 
     Half are photos left out of every gallery (each in two transformed versions, as type1 makes
     copies; colour variants and other shots of gallery products included), half are parts of new
     pages composed from those photos under the same brands, so they share the gallery pages'
-    header and shipping notice. A matcher should report no finding on any of them.
+    header and shipping notice. A matcher should report no finding on any of them. A photo
+    suspect never shows only what its photo shares with a ``gallery`` photo of the same product
+    (:func:`noncopy`).
     """
     for path in sorted((combined / "gallery").rglob("*")):
         if path.is_file():
@@ -483,7 +535,8 @@ def build_unrelated(dataset: Path, combined: Path, photos: Sequence[Photo], size
     pool = list(photos)
     rng.shuffle(pool)
     n_photo = min(total // 2, 2 * len(pool))
-    photo_tasks = [(dataset, seed, f"queries/u-photo-{i:05d}.jpg", pool[i % len(pool)]) for i in range(n_photo)]
+    photo_tasks = [(dataset, seed, f"queries/u-photo-{i:05d}.jpg", pool[i % len(pool)], siblings_in(gallery, pool[i % len(pool)]))
+                   for i in range(n_photo)]
     n_pages = max(1, (total - n_photo) // 8)
     brands = max(2, min(len(BRANDS), (size.t2_pages + size.t2_decoy_pages) // 25))
     counts = spread(total - n_photo, n_pages)
@@ -531,8 +584,9 @@ def build_bench(out: Path, photo_dirs: Sequence[Path], *, seed: int = 0, size: s
     in_gallery = {p.name for p in t1_photos if (out / "type1" / "gallery" / p.name).exists()}
     in_gallery |= {p.name for task in plan_type2(out / "type2", t2_photos, spec, seed) if task.gallery for p in task.photos}
     left_out = [p for p in photos if p.name not in in_gallery]
+    gallery_photos = [p for p in t1_photos if p.name in in_gallery]
     summary["unrelated"] = build_unrelated(out / "unrelated", out / "combined", left_out, spec, seed, workers,
-                                           total=UNRELATED[size])
+                                           total=UNRELATED[size], gallery=gallery_photos)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (out / "bench.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     logger.info("bench built in %s in %.1f s", out, summary["seconds"])

@@ -136,3 +136,26 @@ def test_decoy_pages_show_no_product_of_a_protected_page(tmp_path: Path) -> None
     assert protected and decoys and not protected & decoys
     assert all(t.photos for t in tasks)
     assert len({p.name for t in tasks for p in t.photos}) == sum(len(t.photos) for t in tasks)  # no photo twice
+
+
+LUMA = Path(__file__).resolve().parent / "data" / "photos" / "magento-luma"
+
+
+def test_a_noncopy_never_shows_only_what_a_gallery_photo_of_its_product_shows() -> None:
+    """wsh04 orange and black are one shot with another waistband. The bench's type1 query q00266
+    cropped the orange one below the waistband: the black gallery photo's own pixels, labelled a
+    non-copy (the matcher's one type1 false finding). A non-copy is drawn again until it shows
+    what the photos do not share."""
+    orange = benchset.load_photo(LUMA / "wsh04-orange_main.jpg")
+    black = benchset.load_photo(LUMA / "wsh04-black_main.jpg")
+    assert benchset.shows_shared_region(orange, (75, 357, 996, 1183), [black])  # legs and shorts only
+    assert not benchset.shows_shared_region(orange, (0, 0, *orange.size), [black])  # the waistband shows
+    assert not benchset.shows_shared_region(orange, (75, 357, 996, 1183), [])
+    rng = lambda: benchset.item_rng(0, "t1", "queries/q00266.jpg")  # noqa: E731
+    drawn, _ = benchset.photo_copy(orange, rng())
+    assert benchset.shows_shared_region(orange, drawn.source_box, [black])  # what the bench drew before
+    kept, ops = benchset.noncopy(orange, rng(), [black])
+    assert not benchset.shows_shared_region(orange, kept.source_box, [black]), ops
+    for seed in range(30):
+        copy, ops = benchset.noncopy(orange, benchset.item_rng(seed, "unrelated", "q"), [black])
+        assert not benchset.shows_shared_region(orange, copy.source_box, [black]), (seed, ops)
