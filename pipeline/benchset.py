@@ -412,7 +412,7 @@ def _t2_task(task: PageTask) -> list[dict[str, Any]]:
         rows.append({"query": query, "kind": "copy" if task.gallery else "noncopy", "source": task.page_id,
                      "gallery": task.gallery, "anchor": anchor, "ops": ops, "box": list(part.box),
                      "gallery_box": list(part.source_box) if part.source_box else None,
-                     "page_height": page.image.height})
+                     "page_height": page.image.height, "photos": [p.name for p in task.photos]})
     return rows
 
 
@@ -526,7 +526,10 @@ def build_unrelated(dataset: Path, combined: Path, photos: Sequence[Photo], size
     pages composed from those photos under the same brands, so they share the gallery pages'
     header and shipping notice. A matcher should report no finding on any of them. A photo
     suspect never shows only what its photo shares with a ``gallery`` photo of the same product
-    (:func:`noncopy`).
+    (:func:`noncopy`), and the pages show no product of a ``gallery`` photo, as type2's decoy
+    pages show none of a protected page: a page shows a crop of each photo, and the crop of
+    another colour of a gallery photo's shot can be that photo's pixels (the model's face, her
+    trousers), a copy labelled as none.
     """
     for path in sorted((combined / "gallery").rglob("*")):
         if path.is_file():
@@ -537,12 +540,14 @@ def build_unrelated(dataset: Path, combined: Path, photos: Sequence[Photo], size
     n_photo = min(total // 2, 2 * len(pool))
     photo_tasks = [(dataset, seed, f"queries/u-photo-{i:05d}.jpg", pool[i % len(pool)], siblings_in(gallery, pool[i % len(pool)]))
                    for i in range(n_photo)]
+    gallery_styles = {p.style for p in gallery}
+    page_pool = [p for p in pool if p.style not in gallery_styles] or pool
     n_pages = max(1, (total - n_photo) // 8)
     brands = max(2, min(len(BRANDS), (size.t2_pages + size.t2_decoy_pages) // 25))
     counts = spread(total - n_photo, n_pages)
     page_tasks, used = [], 0
     for index in range(n_pages):
-        page_photos = tuple(rng.sample(pool, min(3, len(pool))))
+        page_photos = tuple(rng.sample(page_pool, min(3, len(page_pool))))
         queries = tuple(f"queries/u-page-{used + j:05d}.jpg" for j in range(counts[index]))
         used += counts[index]
         page_tasks.append(PageTask(dataset=dataset, seed=seed + 7919, page_id=f"unrelated-{index:04d}", photos=page_photos,

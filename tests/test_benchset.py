@@ -123,6 +123,11 @@ def test_unrelated_set_copies_nothing_of_the_combined_gallery(bench: Path) -> No
     assert all(m["source"] not in type1_gallery for m in meta if m["kind"] == "unrelated-photo")
     assert all(m["gallery"] is None and m["source"].startswith("unrelated-") for m in meta if m["kind"] == "noncopy")
     assert {m["source"] for m in t2_meta}.isdisjoint({m["source"] for m in meta})
+    # Nor does a new page show another colour of a type1 gallery photo's product (a crop of it
+    # could be that photo's own pixels, the model's face).
+    styles = {benchset.style_key(Path(name).stem) for name in type1_gallery}
+    shown = [name for m in meta if m["kind"] == "noncopy" for name in m["photos"]]
+    assert shown and not styles & {benchset.style_key(Path(name).stem) for name in shown}
 
 
 def test_decoy_pages_show_no_product_of_a_protected_page(tmp_path: Path) -> None:
