@@ -541,7 +541,9 @@ def build_unrelated(dataset: Path, combined: Path, photos: Sequence[Photo], size
     photo_tasks = [(dataset, seed, f"queries/u-photo-{i:05d}.jpg", pool[i % len(pool)], siblings_in(gallery, pool[i % len(pool)]))
                    for i in range(n_photo)]
     gallery_styles = {p.style for p in gallery}
-    page_pool = [p for p in pool if p.style not in gallery_styles] or pool
+    page_pool = [p for p in pool if p.style not in gallery_styles]
+    if not page_pool:
+        raise ValueError("unrelated pages need photos of products that no gallery photo shows: every left-out photo has one")
     n_pages = max(1, (total - n_photo) // 8)
     brands = max(2, min(len(BRANDS), (size.t2_pages + size.t2_decoy_pages) // 25))
     counts = spread(total - n_photo, n_pages)

@@ -74,10 +74,9 @@ class LocalFeatures:
         w, h = self.size
         f = min(MAX_UPSCALE, WORK_WIDTH / w)
         order = np.argsort(-self.response, kind="stable")
-        tall = VOTE_BAND
-        last = int(h * f // tall)
-        band = np.minimum((self.xy[order, 1] * f // tall).astype(np.int64), last)
-        rows = np.clip(h * f - tall * np.arange(last + 1), 0, tall)
+        last = int(h * f // VOTE_BAND)
+        band = np.minimum((self.xy[order, 1] * f // VOTE_BAND).astype(np.int64), last)
+        rows = np.clip(h * f - VOTE_BAND * np.arange(last + 1), 0, VOTE_BAND)
         quota = per_block * (w * f) * rows / (WORK_WIDTH * WORK_WIDTH)
         grouped = np.argsort(band, kind="stable")  # by band, strongest first within each
         starts = np.searchsorted(band[grouped], band[grouped])
