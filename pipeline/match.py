@@ -227,6 +227,7 @@ def rank_gallery(
         cand = by_tiles.get(gid)
         cosine = cand.score if cand else 0.0
         mirrored = voted[gid][1] if gid in voted else cand.mirrored
+        template = index.template_boxes(gid)
         if gid in voted:
             # The band where most votes landed; when its check fails, the next separate cluster
             # of votes (a line of text repeated elsewhere on the page can outvote the copied part),
@@ -235,22 +236,23 @@ def rank_gallery(
             other = not mirrored
             orientations = (mirrored, other) if cast.counts[other].get(gid, 0) >= params.min_votes else (mirrored,)
             tries = ((m, greg) for m in orientations
-                     for greg in _vote_bands(query, gallery, gid, m, cast, index.template_boxes(gid), params.min_votes))
+                     for greg in _vote_bands(query, gallery, gid, m, cast, template, params.min_votes))
             v = None  # when no check succeeds, the one that found most ranks the image
             for m, greg in tries:
                 tried = verify_features(query.pixels, query.features(m), gallery.pixels(gid), gallery.features(gid),
-                                        gallery_region=greg, min_inliers=params.min_inliers)
+                                        gallery_region=greg, min_inliers=params.min_inliers, template=template)
                 if verified_score(tried, params.min_inliers) > 0:
                     v = tried
                     break
                 if v is None or _evidence(tried) > _evidence(v):
                     v = tried
         else:
-            v = _verify(query, gallery, gid, cand if cand and cand.mirrored == mirrored else None, mirrored, params.min_inliers)
+            v = _verify(query, gallery, gid, cand if cand and cand.mirrored == mirrored else None, mirrored, params.min_inliers,
+                        template)
         log.debug("candidate gallery=%d votes=%s cosine=%.3f mirrored=%s inliers=%d corr=%.3f colour=%.3f",
                   gid, voted.get(gid, (0,))[0], cosine, mirrored, v.inliers, v.correlation, v.colour_mismatch)
         score = verified_score(v, params.min_inliers)
-        if score > 0 and covered_share(v.gallery_box, index.template_boxes(gid)) >= params.template_share:
+        if score > 0 and covered_share(v.gallery_box, template) >= params.template_share:
             log.debug("gallery %d: matched region %s is the client's page template", gid, v.gallery_box)
             score = 0.0
         checked.add(gid)
@@ -334,7 +336,8 @@ def _vote_bands(query: Query, gallery: GallerySource, gid: int, mirrored: bool, 
     return bands
 
 
-def _verify(query: Query, gallery: GallerySource, gid: int, cand: Candidate | None, mirrored: bool, min_inliers: int) -> Verification:
+def _verify(query: Query, gallery: GallerySource, gid: int, cand: Candidate | None, mirrored: bool, min_inliers: int,
+            template: list[Box] = ()) -> Verification:
     """Verify one candidate: around the tile pairs that proposed it, or whole images."""
     g_pixels = gallery.pixels(gid)
     qreg = greg = None
@@ -343,7 +346,7 @@ def _verify(query: Query, gallery: GallerySource, gid: int, cand: Candidate | No
         qreg = _union([p[0] for p in strong], query.image.size, 0.25)
         greg = _union([p[1] for p in strong], g_pixels.size, 0.25)
     return verify_features(query.pixels, query.features(mirrored), g_pixels, gallery.features(gid), query_region=qreg,
-                           gallery_region=greg, min_inliers=min_inliers)
+                           gallery_region=greg, min_inliers=min_inliers, template=template)
 
 
 def _evidence(v: Verification | None) -> float:

@@ -383,6 +383,31 @@ def test_a_size_chart_with_other_numbers_in_the_same_template_is_not_a_copy():
     assert right >= THRESHOLD and v.edge_disagreement < 0.05, v
 
 
+def test_only_edges_outside_the_clients_template_count_as_evidence_of_a_copied_page_part():
+    """A part of another page of the client's brand whose size chart (other numbers) sits above
+    the brand's notice: matched on both, its edges disagree at 0.016 overall, level with what
+    recompression and a watermark leave on copies (the bench's q00115, a finding at 0.96).
+    The notice is the client's template (every page of the brand shows it) and proves nothing;
+    outside it, the size chart's digits disagree. A copy of the same region still verifies."""
+    protected = page_part("size-chart-page-band.jpg")
+    # Where the template search of the client's pages put the notice on this band.
+    template = [(0, 706, 860, 1325)]
+    decoy = page_part("size-chart-decoy-part.jpg")
+    fq, fg = extract(decoy), extract(protected)
+    blind = verify_features(decoy, fq, protected, fg)
+    assert verified_score(blind, MatchParams().min_inliers) >= THRESHOLD and blind.edge_disagreement < 0.05, blind
+    v = verify_features(decoy, fq, protected, fg, template=template)
+    assert v.ok and v.correlation >= 0.99 and v.edge_disagreement >= 0.1, v
+    assert verified_score(v, MatchParams().min_inliers) == 0.0
+    part = protected.crop((0, 250, 860, protected.height))
+    part = part.resize((700, round(part.height * 700 / 860)))
+    buf = io.BytesIO()
+    part.save(buf, "JPEG", quality=70)
+    part = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    v = verify_features(part, extract(part), protected, fg, template=template)
+    assert verified_score(v, MatchParams().min_inliers) >= THRESHOLD and v.edge_disagreement < 0.05, v
+
+
 def test_the_same_words_on_a_band_of_another_tint_are_not_a_copy():
     """A size chart's title and column names in the same font on a light-blue band, against a
     protected page's on a beige band: the glyphs align (correlation 0.994) and the corrected
