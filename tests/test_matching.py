@@ -371,6 +371,14 @@ def page_part(name: str) -> Image.Image:
     return Image.open(PAGES / name).convert("RGB")
 
 
+def narrowed(part: Image.Image, width: int, quality: int = 70) -> Image.Image:
+    """A page part as a copier reposts it: resized to another width, recompressed."""
+    part = part.resize((width, round(part.height * width / part.width)))
+    buf = io.BytesIO()
+    part.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
 def test_a_size_chart_with_other_numbers_in_the_same_template_is_not_a_copy():
     """A part of another page of the client's brand: the same size-chart frame and notices, other
     numbers. Its pixels correlate at 0.994 (most of them are frame and background) but the
@@ -399,11 +407,7 @@ def test_only_edges_outside_the_clients_template_count_as_evidence_of_a_copied_p
     v = verify_features(decoy, fq, protected, fg, template=template)
     assert v.ok and v.correlation >= 0.99 and v.edge_disagreement >= 0.1, v
     assert verified_score(v, MatchParams().min_inliers) == 0.0
-    part = protected.crop((0, 250, 860, protected.height))
-    part = part.resize((700, round(part.height * 700 / 860)))
-    buf = io.BytesIO()
-    part.save(buf, "JPEG", quality=70)
-    part = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    part = narrowed(protected.crop((0, 250, 860, protected.height)), 700)
     v = verify_features(part, extract(part), protected, fg, template=template)
     assert verified_score(v, MatchParams().min_inliers) >= THRESHOLD and v.edge_disagreement < 0.05, v
 
@@ -418,11 +422,7 @@ def test_the_same_words_on_a_band_of_another_tint_are_not_a_copy():
     wrong, v = score(page_part("other-tint-part.jpg"), protected)
     assert not v.photo and v.ok and v.correlation >= 0.99, v
     assert wrong == 0.0 and v.tint_turned and v.colour_mismatch < 0.05, v
-    part = protected.crop((0, 900, 860, protected.height))
-    part = part.resize((700, round(part.height * 700 / 860)))
-    buf = io.BytesIO()
-    part.save(buf, "JPEG", quality=70)
-    right, v = score(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), protected)
+    right, v = score(narrowed(protected.crop((0, 900, 860, protected.height)), 700), protected)
     assert right >= THRESHOLD and not v.tint_turned and v.colour_mismatch < 0.05, v
 
 
