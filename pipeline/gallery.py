@@ -206,7 +206,7 @@ def template_regions(
         return np.zeros((0, 5), np.int64)
     strongest = {gid: features(gid).strongest(VOTE_PER_BLOCK) for gid in pages}
     index = votes if votes is not None else VoteIndex.build({g: features(g) for g in pages})
-    _TEMPLATE_WORK.update(index=index, strongest=strongest, pages=set(pages), features=features, pixels=pixels,
+    _TEMPLATE_WORK.update(index=index, strongest=strongest, page_ids=np.array(pages, np.int64), features=features, pixels=pixels,
                           neighbours=neighbours, min_correlation=min_correlation, similarity=similarity, k=k)
     rows: list[tuple[int, ...]] = []
     try:
@@ -230,16 +230,18 @@ def _page_twins(a: int) -> tuple[int, list[tuple[int, np.ndarray]]]:
     """Page ``a``'s ``neighbours`` pages holding most of its near-exact twins (at least 12), each
     with the twins as rows (keypoint on ``a``, keypoint on the other page, descriptor distance)."""
     w = _TEMPLATE_WORK
-    index, strongest, pages = w["index"], w["strongest"], w["pages"]
+    index, strongest = w["index"], w["strongest"]
     sims, hits = index.search(w["features"](a).desc[strongest[a]], w["k"])
-    twins: dict[int, list[tuple[int, int, float]]] = {}
-    for j, (srow, hrow) in enumerate(zip(sims, hits)):
-        for sim, hit in zip(srow, hrow):
-            b = int(index.owners[hit]) if hit >= 0 else a
-            if b != a and b in pages and sim >= w["similarity"]:
-                twins.setdefault(b, []).append((int(strongest[a][j]), int(index.keypoints[hit]), float(np.sqrt(max(0.0, 2 - 2 * sim)))))
-    best = sorted(twins, key=lambda g: -len(twins[g]))[: w["neighbours"]]
-    return a, [(b, np.array(twins[b], dtype=np.float64)) for b in best if len(twins[b]) >= 12]
+    row, col = np.nonzero(hits >= 0)  # row by row, nearest first: the order twins are listed in
+    hit, sim = hits[row, col], sims[row, col]
+    other = index.owners[hit]
+    keep = (other != a) & np.isin(other, w["page_ids"]) & (sim >= w["similarity"])
+    row, hit, sim, other = row[keep], hit[keep], sim[keep], other[keep]
+    twins = np.stack([strongest[a][row], index.keypoints[hit], np.sqrt(np.maximum(0.0, 2 - 2 * sim))], axis=1).astype(np.float64)
+    # Most twins first; among equals, the page met first.
+    found, first, counts = np.unique(other, return_index=True, return_counts=True)
+    best = found[np.lexsort((first, -counts))][: w["neighbours"]]
+    return a, [(int(b), twins[other == b]) for b in best if (other == b).sum() >= 12]
 
 
 def _pair_template(pair: tuple[int, int, np.ndarray]) -> list[tuple[int, ...]]:

@@ -445,22 +445,20 @@ def _ratio_matches(qdesc: np.ndarray, gdesc: np.ndarray, ratio: float) -> tuple[
     """Lowe's ratio test: (query index, gallery index, distance) of each query descriptor whose
     nearest gallery descriptor is clearly nearer than the second.
 
-    Exhaustive, as one matrix product per block of query rows (squared distances from inner
-    products and norms): on a check's typical 1,500 x 800 descriptors about 3x faster than
-    OpenCV's brute-force matcher, with the same neighbours.
+    Exhaustive, as one matrix product per block of query rows that yields squared distances
+    directly: each side carries its squared norm and a 1 as two extra columns, so that
+    [q, |q|^2, 1] . [-2g, 1, |g|^2] = |q - g|^2 (no pass over the block to add the norms). On a
+    check's typical 1,500 x 800 descriptors about 3x faster than OpenCV's brute-force matcher,
+    with the same neighbours.
     """
     if len(qdesc) < 3 or len(gdesc) < 3:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    q = np.ascontiguousarray(qdesc, dtype=np.float32)
-    g = np.ascontiguousarray(gdesc, dtype=np.float32)
-    qn, gn = np.einsum("ij,ij->i", q, q), np.einsum("ij,ij->i", g, g)
+    q = _with_norm_columns(qdesc, 1.0, first=True)
+    g = _with_norm_columns(gdesc, -2.0, first=False)
     step = max(1, _MATCH_BLOCK // len(g))
     out_q, out_t, out_d = [], [], []
     for lo in range(0, len(q), step):
         d2 = q[lo:lo + step] @ g.T
-        d2 *= -2.0
-        d2 += gn
-        d2 += qn[lo:lo + step, None]
         rows = np.arange(len(d2))
         first = d2.argmin(axis=1)
         best = d2[rows, first].copy()
@@ -472,6 +470,16 @@ def _ratio_matches(qdesc: np.ndarray, gdesc: np.ndarray, ratio: float) -> tuple[
         out_t.append(first[keep])
         out_d.append(best[keep])
     return np.concatenate(out_q).astype(np.int64), np.concatenate(out_t).astype(np.int64), np.concatenate(out_d).astype(np.float32)
+
+
+def _with_norm_columns(desc: np.ndarray, scale: float, *, first: bool) -> np.ndarray:
+    """``scale * desc`` with two more columns: (|desc|^2, 1) when ``first``, else (1, |desc|^2)."""
+    d = np.asarray(desc, dtype=np.float32)
+    out = np.empty((len(d), d.shape[1] + 2), np.float32)
+    np.multiply(d, scale, out=out[:, :-2])
+    norms = np.einsum("ij,ij->i", d, d)
+    out[:, -2], out[:, -1] = (norms, 1.0) if first else (1.0, norms)
+    return out
 
 
 #: Distance-matrix entries computed at once by :func:`_ratio_matches` (16 MB of float32).

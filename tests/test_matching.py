@@ -252,6 +252,68 @@ def test_template_search_can_reuse_the_gallery_vote_index(tmp_path):
         assert a.any() and (a & b).sum() >= 0.9 * (a | b).sum(), page
 
 
+def test_the_ratio_test_keeps_the_pairs_opencvs_brute_force_matcher_keeps():
+    """The blocked matrix-product ratio test against OpenCV's exhaustive matcher, on real RootSIFT
+    descriptors (a copied page part and its page among unrelated ones), over several blocks of
+    query rows."""
+    import cv2
+
+    from pipeline.verify import _MATCH_BLOCK, _ratio_matches
+
+    protected = page_part("copied-page-band.jpg")
+    queries = [page_part("copied-part.jpg"), page_part("decoy-part.jpg"), page_part("other-tint-part.jpg")]
+    q = np.concatenate([extract(im).desc for im in queries])
+    others = [page_part(n) for n in ("protected-page-band.jpg", "beige-chart-page-band.jpg", "size-chart-page-band.jpg")]
+    g = np.concatenate([extract(im).desc for im in [protected, *others]])
+    assert len(q) > 2 * (_MATCH_BLOCK // len(g)), "the query rows must span several blocks"
+    qi, ti, dist = _ratio_matches(q, g, 0.8)
+    reference = {}
+    for m, n in cv2.BFMatcher(cv2.NORM_L2).knnMatch(q, g, k=2):
+        if m.distance < 0.8 * n.distance:
+            reference[m.queryIdx] = (m.trainIdx, m.distance)
+    got = {int(a): (int(b), float(d)) for a, b, d in zip(qi, ti, dist)}
+    # Floating-point order may flip a pair that sits exactly at the ratio's margin.
+    assert len(set(got) ^ set(reference)) <= max(1, len(reference) // 500), (len(got), len(reference))
+    common = set(got) & set(reference)
+    assert len(common) > 100
+    assert all(got[i][0] == reference[i][0] and abs(got[i][1] - reference[i][1]) < 1e-4 for i in common)
+
+
+def test_pages_are_paired_with_the_pages_holding_most_of_their_near_exact_twins(tmp_path):
+    """The template search's pairing, vectorised, against the same neighbours tallied plainly:
+    each page's strongest descriptors, their 8 nearest vote descriptors, those on other pages at
+    RootSIFT similarity 0.9 or more; the 3 pages holding most (ties: the one met first), if 12."""
+    from crawler.demo.build import build_demo
+    from pipeline import gallery
+    from pipeline.local import VOTE_PER_BLOCK
+
+    manifest = build_demo(tmp_path / "demo")
+    names = [p for p in manifest["client"]["gallery"] if "detail" in p]
+    feats = {i: extract(Image.open(tmp_path / "demo" / p).convert("RGB")) for i, p in enumerate(names)}
+    votes = VoteIndex.build(feats)
+    strongest = {i: f.strongest(VOTE_PER_BLOCK) for i, f in feats.items()}
+    gallery._TEMPLATE_WORK.update(index=votes, strongest=strongest, page_ids=np.array(list(feats)), features=feats.__getitem__,
+                                  similarity=0.9, k=8, neighbours=3)
+    try:
+        paired = 0
+        for a in feats:
+            sims, hits = votes.search(feats[a].desc[strongest[a]], 8)
+            twins: dict[int, list] = {}
+            for j in range(len(hits)):
+                for sim, hit in zip(sims[j], hits[j]):
+                    b = int(votes.owners[hit])
+                    if hit >= 0 and b != a and sim >= 0.9:
+                        twins.setdefault(b, []).append((int(strongest[a][j]), int(votes.keypoints[hit]), float(np.sqrt(max(0.0, 2 - 2 * sim)))))
+            expected = [(b, twins[b]) for b in sorted(twins, key=lambda b: -len(twins[b]))[:3] if len(twins[b]) >= 12]
+            _, found = gallery._page_twins(a)
+            assert [(b, [(int(x), int(y)) for x, y, _ in arr]) for b, arr in found] == [(b, [t[:2] for t in rows]) for b, rows in expected], a
+            assert all(np.allclose(arr[:, 2], [t[2] for t in rows], atol=1e-6) for (_, arr), (_, rows) in zip(found, expected))
+            paired += len(found)
+        assert paired, "the demo's pages share a template: some pairs must be found"
+    finally:
+        gallery._TEMPLATE_WORK.clear()
+
+
 def test_a_second_cluster_of_votes_gets_its_own_band_when_it_is_strong_enough():
     from types import SimpleNamespace
 
