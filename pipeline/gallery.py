@@ -240,8 +240,8 @@ def _page_twins(a: int) -> tuple[int, list[tuple[int, np.ndarray]]]:
     twins = np.stack([strongest[a][row], index.keypoints[hit], np.sqrt(np.maximum(0.0, 2 - 2 * sim))], axis=1).astype(np.float64)
     # Most twins first; among equals, the page met first.
     found, first, counts = np.unique(other, return_index=True, return_counts=True)
-    best = found[np.lexsort((first, -counts))][: w["neighbours"]]
-    return a, [(int(b), twins[other == b]) for b in best if (other == b).sum() >= 12]
+    best = np.lexsort((first, -counts))[: w["neighbours"]]
+    return a, [(int(found[i]), twins[other == found[i]]) for i in best if counts[i] >= 12]
 
 
 def _pair_template(pair: tuple[int, int, np.ndarray]) -> list[tuple[int, ...]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -337,7 +338,7 @@ def _vote_bands(query: Query, gallery: GallerySource, gid: int, mirrored: bool, 
 
 
 def _verify(query: Query, gallery: GallerySource, gid: int, cand: Candidate | None, mirrored: bool, min_inliers: int,
-            template: list[Box] = ()) -> Verification:
+            template: Sequence[Box] = ()) -> Verification:
     """Verify one candidate: around the tile pairs that proposed it, or whole images."""
     g_pixels = gallery.pixels(gid)
     qreg = greg = None

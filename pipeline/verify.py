@@ -305,11 +305,12 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     mismatch = 1.0 if recoloured else min(1.0, max(mismatch, RECOLOUR_WEIGHT * float(recolour.sum()) / float(inside.sum())))
     textured = _gradient(lg) > TEXTURE_GRADIENT
     edges = inside & (textured | (_gradient(lq) > TEXTURE_GRADIENT))
+    enough_edges = 50 * r * r
     if template is not None:
         own = edges & (template == 0)
-        if own.sum() >= 50 * r * r:
+        if own.sum() >= enough_edges:
             edges = own
-    edge_disagreement = float((residual2[edges] > DISAGREE_TOLERANCE ** 2).mean()) if edges.sum() >= 50 * r * r else 0.0
+    edge_disagreement = float((residual2[edges] > DISAGREE_TOLERANCE ** 2).mean()) if edges.sum() >= enough_edges else 0.0
     # Content is what is textured or not the plain light backdrop of a product shot: a garment
     # that is flat black in one shot and flat grey in the other counts, a white studio wall not.
     # Where the protected photo shows backdrop, coloured pixels on the other side are content
