@@ -12,6 +12,22 @@ log = logging.getLogger(__name__)
 
 #: Images are described at this width (small ones enlarged at most 2x), in square-ish chunks.
 WORK_WIDTH, MAX_UPSCALE = 640, 2.0
+#: An image at most this many times as tall as wide is a photo, not a detail page.
+PHOTO_RATIO = 1.5
+#: SIFT runs on a detail page's working image at this scale. OpenCV's SIFT doubles its input
+#: before the first octave (no option turns that off), so at half scale its finest octave
+#: samples the working width itself instead of twice it: a 640 x 1,280 px chunk of a page costs
+#: a fifth (36 ms against 186 on the machine of 2026-12-05) and yields about 40% of the
+#: keypoints, the finest-scale ones missing. A page has points to spare; a photo (one working
+#: block or so, cheap either way) may not: a copy of a plain stability ball kept 4 inliers at half
+#: scale, so photos are described at full scale. docs/MATCHING.md ("Speed: what it took") says
+#: what it cost and gained.
+DESCRIBE_SCALE = 0.5
+#: SIFT's contrast threshold (OpenCV's default: 0.04). At half scale the default left a small,
+#: low-contrast copied part 86 keypoints (673 at full scale) and type2 Rank-1 at 0.994; 0.03
+#: gives such parts back enough points to verify (0.997) for about 6% more query time. Photos
+#: use it too: with 0.04 on photos only, the type2 parts shaped like photos lost a Rank-1 (0.994).
+SIFT_CONTRAST = 0.03
 #: Keypoints kept per WORK_WIDTH x WORK_WIDTH block of the working image.
 PER_BLOCK = 1500
 #: Of those, the strongest this many per block go into the voting index.
@@ -95,7 +111,7 @@ _sift = None
 def _detector():
     global _sift
     if _sift is None:
-        _sift = cv2.SIFT_create(nfeatures=PER_BLOCK * 2)
+        _sift = cv2.SIFT_create(nfeatures=PER_BLOCK * 2, contrastThreshold=SIFT_CONTRAST)
     return _sift
 
 
@@ -137,13 +153,16 @@ def mirrored(features: LocalFeatures) -> LocalFeatures:
 
 
 def extract(im: Image.Image, *, mirrored: bool = False) -> LocalFeatures:
-    """SIFT on the image at working width, in vertical chunks so long pages stay bounded."""
+    """SIFT on the image at working width (a detail page described at ``DESCRIBE_SCALE`` of
+    it), in vertical chunks of two working blocks so long pages stay bounded."""
     w, h = im.size
     src = ImageOps.mirror(im) if mirrored else im
-    f = min(MAX_UPSCALE, WORK_WIDTH / w)
+    page = h > PHOTO_RATIO * w
+    scale = DESCRIBE_SCALE if page else 1.0
+    f = min(MAX_UPSCALE, WORK_WIDTH / w) * scale
     ww, hh = max(1, round(w * f)), max(1, round(h * f))
     grey = np.asarray(src.convert("L").resize((ww, hh), Image.Resampling.BILINEAR))
-    chunk, pad = 2 * WORK_WIDTH, 48
+    chunk, pad = round(2 * WORK_WIDTH * scale), round(48 * scale)
     xs, ds, rs = [], [], []
     det = _detector()
     for top in range(0, hh, chunk):
@@ -321,7 +340,7 @@ IVF_LISTS, IVF_TRAIN_PER_LIST, IVF_TRAIN_ITERATIONS = 4, 40, 10
 
 
 #: Bump when extraction changes: it keys the on-disk feature cache.
-FEATURES_VERSION = "rootsift-v1"
+FEATURES_VERSION = "rootsift-v2-pages-half"
 
 
 def feature_path(home, sha256: str):

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipeline.local import LocalFeatures, extract, root_sift
+from pipeline.local import PHOTO_RATIO, LocalFeatures, extract, root_sift
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,6 @@ DISAGREE_TOLERANCE, TEXTURE_GRADIENT = 20.0, 12.0
 #: 8-bit Lab lightness from which a flat, nearly neutral pixel (|a| + |b| below
 #: ``NEUTRAL_CHROMA``) is backdrop, not content.
 BACKDROP_LIGHTNESS, NEUTRAL_CHROMA = 232, 12.0
-#: A protected image at most this many times as tall as wide is a photo, not a detail page.
-PHOTO_RATIO = 1.5
 #: Allowed scale between a copy and its original (a copier resizes, rarely more than this).
 SCALE_RANGE = (1 / 6, 6.0)
 #: Smallest matched region, in gallery pixels, on its shorter side (one line of text is not a copy).
@@ -96,6 +94,17 @@ MIN_REGION_SIDE = 64
 #: whichever is less. A face or a logo shared by two colour variants of one shot is not a copy
 #: of the photo; a third of a detail page is.
 MIN_REGION_SHARE, MIN_REGION_PIXELS = 0.08, 200 * 200
+#: The same for a region two of a client's own pages share (their template): a brand header of
+#: two short lines is template however small. Its inliers' hull is about 350 x 120 px at
+#: half-scale SIFT (``pipeline.local.DESCRIBE_SCALE``), under ``MIN_REGION_PIXELS``: with that
+#: bound 2 of the bench's 150 pages had their header recorded, with this one all 150.
+TEMPLATE_MIN_PIXELS = 100 * 100
+#: Shortest matched band of a protected detail page, as a share of the page's width (143 px of
+#: an 860 px page). Two lines of text are set alike on many shops' pages: a stock sentence, a
+#: size chart's title over its column names. On the bench sets such bands of unrelated pages
+#: matched gallery pages at correlation 0.99 and more, 82-139 px tall, while every copied
+#: part's matched region was at least 170 px tall (2026-12-05).
+PAGE_MIN_BAND = 1 / 6
 #: Regions are compared at most this wide (and tall), enlarged at most this much.
 WORK_WIDTH, WORK_HEIGHT, MAX_UPSCALE = 640, 2400, 2.0
 #: Height limit when whole detail pages are compared with each other (their template).
@@ -502,12 +511,15 @@ def _good_matches(q: _Side, g: _Side, ratio: float) -> tuple[np.ndarray, np.ndar
 
 
 def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray, min_inliers: int = 0,
-         template: Sequence[Box] = ()) -> tuple[Verification, np.ndarray]:
+         template: Sequence[Box] = (), min_pixels: int = MIN_REGION_PIXELS,
+         min_band: float = PAGE_MIN_BAND) -> tuple[Verification, np.ndarray]:
     """One RANSAC similarity fit on the matches; returns the verification and its inlier mask.
 
     The aligned pixels are compared (:func:`aligned_agreement`, most of a check's cost) only for
     a fit that can still be a copy: at least ``min_inliers`` inliers, a plausible scale and a
-    region big enough; any other fit is returned rejected, with correlation 0.
+    region big enough (``MIN_REGION_SIDE``; ``MIN_REGION_SHARE`` of the protected image or
+    ``min_pixels``; on a detail page, ``min_band`` of its width tall); any other fit is returned
+    rejected, with correlation 0.
     """
     none = np.zeros(len(pq), bool)
     if len(pq) < 4:
@@ -533,7 +545,9 @@ def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray, min_inliers: int = 
     rejected = ""
     if side < MIN_REGION_SIDE:
         rejected = f"matched region too thin ({side} px)"
-    elif region_area < min(MIN_REGION_SHARE * area, MIN_REGION_PIXELS):
+    elif not photo and gbox[3] - gbox[1] < min_band * g.size[0]:
+        rejected = f"matched band too short ({gbox[3] - gbox[1]} px)"
+    elif region_area < min(MIN_REGION_SHARE * area, min_pixels):
         rejected = f"matched region too small ({overlap:.1%} of the protected image)"
     elif n_in < min_inliers:
         rejected = f"too few inliers ({n_in} < {min_inliers})"
@@ -627,7 +641,8 @@ def shared_regions(
             continue
         q = _Side.with_features(a, region, fa, WORK_WIDTH, LONG_PAGE)
         bq, bt = _one_to_one(qi[in_band], ti[in_band], dist[in_band])
-        v, _ = _fit(q, g, q.to_crop(fa.xy[bq]), g.pts[bt].reshape(-1, 2), min_inliers=min_inliers)
+        v, _ = _fit(q, g, q.to_crop(fa.xy[bq]), g.pts[bt].reshape(-1, 2), min_inliers=min_inliers,
+                    min_pixels=TEMPLATE_MIN_PIXELS, min_band=0.0)
         if v.ok and v.inliers >= min_inliers:
             found.append(v)
     return found

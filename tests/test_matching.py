@@ -137,9 +137,13 @@ def test_template_of_a_clients_pages_is_found(tmp_path):
     pages = [tmp_path / "demo" / p for p in manifest["client"]["gallery"] if "detail" in p][:2]
     a, b = (Image.open(p).convert("RGB") for p in pages)
     shared = [v for v in shared_regions(a, b) if v.correlation >= 0.85]
-    assert shared, "the shared shipping notice was not found"
-    # The shared region lies in the lower part of both pages (the notice), not over the products.
-    assert all(v.query_box[1] > a.height * 0.6 for v in shared)
+    # The brand header above the first product title, and the shipping notice in the lower part
+    # of both pages; nothing over the products.
+    header = [v for v in shared if v.query_box[3] < 250 and v.gallery_box[3] < 250]
+    notice = [v for v in shared if v.query_box[1] > a.height * 0.6 and v.gallery_box[1] > b.height * 0.6]
+    assert header, "the shared brand header was not found"
+    assert notice, "the shared shipping notice was not found"
+    assert len(header) + len(notice) == len(shared), [v.query_box for v in shared]
 
 
 def test_mirrored_descriptors_by_permutation_match_sift_on_the_flipped_image():
@@ -210,6 +214,30 @@ def test_a_segment_copied_from_a_long_page_is_found_in_the_band_its_votes_point_
     assert best.gallery_id == 1 and best.score >= THRESHOLD
     x0, y0, x1, y1 = best.verification.gallery_box
     assert 3900 <= y0 and y1 <= 5700 and y1 - y0 > 1000  # the copied rows, not the whole page
+
+
+def test_keypoints_of_a_long_page_come_back_where_its_content_is_each_once():
+    """SIFT describes a page at half its working width, in chunks of 1,280 working rows (1,720
+    px of an 860 px page) that overlap a little: positions come back in the page's own pixels,
+    and a photo straddling a chunk border gives each of its points once, as it does at the top
+    of a short page. A photo by itself is described at full scale, with more points."""
+    im = photo("wj08-purple_main").resize((860, 1075))
+    page = Image.new("RGB", (860, 6000), "white")
+    page.paste(im, (0, 1290))  # row 480 of the page described 320 px wide
+    short = Image.new("RGB", (860, 1400), "white")
+    short.paste(im, (0, 0))
+    alone, f = extract(short), extract(page)
+    assert len(f) > 200 and len(extract(im)) > 1.5 * len(f)
+    assert np.all((f.xy[:, 1] >= 1290 - 4) & (f.xy[:, 1] <= 1290 + 1075 + 4))
+    assert abs(len(f) - len(alone)) <= 0.1 * len(alone)
+    # The same point twice would sit at the same place with the same descriptor.
+    near = np.linalg.norm(f.xy[:, None] - f.xy[None], axis=2) < 1.0
+    same = (f.desc @ f.desc.T) > 0.999
+    assert not np.any(np.triu(near & same, 1))
+    # Most of the photo's own points are found on the page where it was pasted.
+    shifted = alone.xy + np.float32([0, 1290])
+    found = (np.linalg.norm(shifted[:, None] - f.xy[None], axis=2) < 2.0).any(axis=1)
+    assert found.mean() >= 0.8
 
 
 def test_a_fit_with_too_few_inliers_is_rejected_before_its_pixels_are_compared():
@@ -411,6 +439,20 @@ def test_a_variant_whose_only_difference_is_a_small_recoloured_part_is_not_a_cop
     assert wrong < THRESHOLD, v
 
 
+def test_a_jittered_colour_variant_is_not_a_copy_however_well_its_shapes_align():
+    """The bench's unrelated query u-photo-00186: the orange-waistband shorts, colour-jittered,
+    mirrored, scaled, watermarked and recompressed. Against the black shorts with the teal
+    waistband everything but the waistband aligns. With photos described at half scale, as
+    pages are, the inliers' hull stopped just under the waistband (a finding at 0.77); photos
+    are described at full scale. Against its own photo it is a copy."""
+    query = Image.open(MORE_PHOTOS / "wsh04-orange_main.bench-unrelated.jpg").convert("RGB")
+    right, v = score(query, photo("wsh04-orange_main"), mirrored=True)
+    assert right >= THRESHOLD, v
+    wrong, v = score(query, photo("wsh04-black_main"), mirrored=True)
+    assert v.ok and v.correlation >= 0.95, v  # the shapes align: only the colour tells them apart
+    assert wrong < THRESHOLD and v.colour_mismatch >= 0.15, v
+
+
 def test_a_coloured_garment_where_the_protected_shot_shows_a_white_one_disagrees():
     # The upper body of the lavender top, against the same shot with a white top: the white top
     # is as light as the studio backdrop, yet the lavender one is content that a copy would show.
@@ -444,10 +486,16 @@ def narrowed(part: Image.Image, width: int, quality: int = 70) -> Image.Image:
 def test_a_size_chart_with_other_numbers_in_the_same_template_is_not_a_copy():
     """A part of another page of the client's brand: the same size-chart frame and notices, other
     numbers. Its pixels correlate at 0.994 (most of them are frame and background) but the
-    digits disagree, while a copy reproduces every glyph."""
+    digits disagree, while a copy reproduces every glyph. The frame and notices are the client's
+    template, which the match drops outright (``template_share``)."""
     wrong, v = score(page_part("decoy-part.jpg"), page_part("protected-page-band.jpg"))
     assert not v.photo and v.correlation >= 0.99, v
-    assert wrong < THRESHOLD and v.edge_disagreement >= 0.1, v
+    # More than any copy of the bench shows (0.038), though the frame dilutes the digits: 0.100
+    # with full-scale SIFT, 0.075 at half scale, where the score alone (0.49) is not enough.
+    assert v.edge_disagreement >= 0.06 and wrong < 0.6, v
+    # Where the template search of the client's pages put the size chart and notices on this band.
+    template = [(0, 379, 640, 1132)]
+    assert covered_share(v.gallery_box, template) >= MatchParams().template_share
     # The bench's copy whose edges disagree most (recompressed, watermarked) still verifies.
     right, v = score(page_part("copied-part.jpg"), page_part("copied-page-band.jpg"))
     assert right >= THRESHOLD and v.edge_disagreement < 0.05, v
@@ -479,13 +527,58 @@ def test_the_same_words_on_a_band_of_another_tint_are_not_a_copy():
     protected page's on a beige band: the glyphs align (correlation 0.994) and the corrected
     colours stay within tolerance, but the two regions' tints point opposite ways, which no
     copier's saturation change or slight cast explains. The protected band itself, resized and
-    recompressed, still verifies."""
+    recompressed, still verifies.
+
+    The band matched is 82 px tall: the check now rejects it as two lines of text
+    (``PAGE_MIN_BAND``) before comparing pixels. With that bound lifted the tint still turns;
+    the half-scale fit's hull (correlation 0.89, colour mismatch 0.13) would score 0 anyway."""
+    from pipeline.verify import WORK_HEIGHT, WORK_WIDTH, _fit, _good_matches, _Side
+
     protected = page_part("beige-chart-page-band.jpg")
-    wrong, v = score(page_part("other-tint-part.jpg"), protected)
-    assert not v.photo and v.ok and v.correlation >= 0.99, v
-    assert wrong == 0.0 and v.tint_turned and v.colour_mismatch < 0.05, v
+    part = page_part("other-tint-part.jpg")
+    wrong, v = score(part, protected)
+    assert wrong == 0.0 and v.rejected.startswith("matched band too short"), v
+    q = _Side.with_features(part, None, extract(part), WORK_WIDTH, WORK_HEIGHT)
+    g = _Side.with_features(protected, None, extract(protected), WORK_WIDTH, WORK_HEIGHT)
+    v, _ = _fit(q, g, *_good_matches(q, g, 0.8), min_band=0.0)
+    assert not v.photo and v.ok and v.correlation >= 0.85, v  # 0.994 with full-scale SIFT's fit
+    assert verified_score(v, MatchParams().min_inliers) == 0.0 and v.tint_turned, v
     right, v = score(narrowed(protected.crop((0, 900, 860, protected.height)), 700), protected)
     assert right >= THRESHOLD and not v.tint_turned and v.colour_mismatch < 0.05, v
+
+
+def test_two_lines_of_stock_text_on_a_detail_page_are_no_evidence_of_a_copy():
+    """The bench's unrelated query u-page-00081, a part of another shop's page: its product
+    description shares two stock sentences with a protected page, glyph for glyph on the same
+    background (the rest differs). The matched band is 82 px tall (a finding at 0.44 before
+    bands shorter than a sixth of the page's width were rejected). A copy of the protected
+    page's title block and photo still verifies."""
+    protected = page_part("stock-lines-page-band.jpg")
+    fg = extract(protected)
+    part = page_part("stock-lines-part.jpg")
+    # Where the template search of the client's pages put the brand header on this page.
+    template = [(0, 0, 860, 258)]
+    v = verify_features(part, extract(part), protected, fg, template=template)
+    assert v.rejected.startswith("matched band too short"), v
+    assert v.gallery_box[3] - v.gallery_box[1] < protected.width / 6
+    assert verified_score(v, MatchParams().min_inliers) == 0.0
+    copy = narrowed(protected.crop((0, 250, 860, 1100)), 700)
+    v = verify_features(copy, extract(copy), protected, fg, template=template)
+    assert verified_score(v, MatchParams().min_inliers) >= THRESHOLD, v
+
+
+def test_a_brand_header_of_two_short_lines_is_recorded_as_template():
+    """Two protected pages of one brand open with the same header (its name over a rule and a
+    short slogan) above different products. Its inliers' hull is about 350 x 120 px, smaller
+    than a copy's smallest region, yet it is the brand's template: a part of any page of the
+    brand shows it."""
+    a, b = page_part("header-page-top.jpg"), page_part("header-other-page-top.jpg")
+    shared = [v for v in shared_regions(a, b) if v.correlation >= 0.85]
+    headers = [v for v in shared if v.query_box[3] < 300 and v.gallery_box[3] < 300]
+    assert headers, [v.query_box for v in shared]
+    assert all(v.query_box[1] < 100 for v in headers)
+    # Nothing below the header is shared: the products differ.
+    assert all(v.query_box[1] < 300 for v in shared), [v.query_box for v in shared]
 
 
 def test_a_fit_whose_footprint_misses_the_protected_crop_compares_nothing():
@@ -534,7 +627,9 @@ def test_a_plain_photo_between_text_banners_keeps_points_to_vote_with():
         pages.append(page)
     feats = {i: extract(p) for i, p in enumerate(pages)}
     in_photo = feats[1].inside((0, 3 * 860, 860, 4 * 860))  # one band (640 working rows)
-    assert in_photo.sum() >= 40 and in_photo[feats[1].strongest(VOTE_PER_BLOCK)].sum() <= 2
+    # Ranked over the whole page, the photo keeps few of its points (2 of 200 with full-scale
+    # SIFT, whose finest octave gave the text many more; 18 of 65 at half scale).
+    assert in_photo.sum() >= 40 and in_photo[feats[1].strongest(VOTE_PER_BLOCK)].sum() <= 0.3 * in_photo.sum()
     assert in_photo[feats[1].strongest_in_every_band(VOTE_PER_BLOCK)].sum() >= 0.6 * in_photo.sum()
 
     copy = synth.watermark(synth.start(plain.crop((100, 150, 700, 750)).resize((700, 700))), "스타일마켓",
