@@ -16,10 +16,10 @@ from pipeline import images
 from pipeline.embed import Embedder
 from pipeline.gallery import iter_image_files
 from pipeline.index import TileIndex
-from pipeline.local import LocalFeatures, VoteIndex, extract
+from pipeline.local import LocalFeatures, VoteIndex, extract, is_page
 from pipeline.match import Match, MatchParams, Query, explain_away, frequent_regions, rank_gallery, rank_key, shows_region
 from pipeline.gallery import template_regions
-from pipeline.verify import PHOTO_RATIO, PixelCache, Pixels, covered_share
+from pipeline.verify import PixelCache, Pixels, covered_share
 from pipeline.parallel import cpu_workers, fork_map, forkable_faiss
 from pipeline.metrics import Scored, at_threshold, micro_ap, rank_k, recall_at_precision
 from pipeline.tilecache import embed_tiles
@@ -182,7 +182,7 @@ def _evaluate(ds: Dataset, out: Path, embedder: Embedder, threshold: float, para
         if n % 50 == 0 or n == len(ds.gallery):
             log.info("gallery: %d/%d images embedded", n, len(ds.gallery))
     good = [gid for gid in range(len(ds.gallery)) if ds.gallery[gid] not in bad]
-    pages = [gid for gid in good if sizes[gid][1] > PHOTO_RATIO * sizes[gid][0]]
+    pages = [gid for gid in good if is_page(sizes[gid])]
     t_images = time.perf_counter()
     # FAISS trains the vote index's inverted lists on every core, in a child (see VoteIndex).
     votes = VoteIndex.build({gid: gallery.features(gid) for gid in good}, forked_threads=workers)

@@ -142,12 +142,12 @@ def client_index(s: Session, settings: Settings, client: Client, embedder: Embed
         vecs.append(tv.vectors)
         owners.append(np.full(len(tv), g.id, dtype=np.int64))
         boxes.append(tv.boxes)
-    from pipeline.local import cached_extract
+    from pipeline.local import cached_extract, is_page
 
     dim = embedder.dim
     by_id = {g.id: g for g in rows}
     load = lambda gid: images.decode(store.path(by_id[gid].sha256), max_pixels=settings.max_image_pixels)  # noqa: E731
-    pages = [g.id for g in rows if g.height > params.whole_ratio * g.width]
+    pages = [g.id for g in rows if is_page((g.width, g.height))]
     page_features = lambda gid: cached_extract(settings.home, by_id[gid].sha256, lambda: load(gid))  # noqa: E731
     idx = TileIndex(
         np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32),

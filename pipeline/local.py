@@ -14,6 +14,14 @@ log = logging.getLogger(__name__)
 WORK_WIDTH, MAX_UPSCALE = 640, 2.0
 #: An image at most this many times as tall as wide is a photo, not a detail page.
 PHOTO_RATIO = 1.5
+
+
+def is_page(size: tuple[int, int]) -> bool:
+    """Whether an image of this (width, height) is a long detail page rather than a photo."""
+    w, h = size
+    return h > PHOTO_RATIO * w
+
+
 #: SIFT runs on a detail page's working image at this scale. OpenCV's SIFT doubles its input
 #: before the first octave (no option turns that off), so at half scale its finest octave
 #: samples the working width itself instead of twice it: a 640 x 1,280 px chunk of a page costs
@@ -157,8 +165,7 @@ def extract(im: Image.Image, *, mirrored: bool = False) -> LocalFeatures:
     it), in vertical chunks of two working blocks so long pages stay bounded."""
     w, h = im.size
     src = ImageOps.mirror(im) if mirrored else im
-    page = h > PHOTO_RATIO * w
-    scale = DESCRIBE_SCALE if page else 1.0
+    scale = DESCRIBE_SCALE if is_page(im.size) else 1.0
     f = min(MAX_UPSCALE, WORK_WIDTH / w) * scale
     ww, hh = max(1, round(w * f)), max(1, round(h * f))
     grey = np.asarray(src.convert("L").resize((ww, hh), Image.Resampling.BILINEAR))

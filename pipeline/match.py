@@ -10,9 +10,9 @@ import numpy as np
 from PIL import Image
 
 from pipeline.index import TileIndex
-from pipeline.local import LocalFeatures, VoteIndex, Votes, extract, mirrored as mirror_features
+from pipeline.local import LocalFeatures, VoteIndex, Votes, extract, is_page, mirrored as mirror_features
 from pipeline.tilecache import TileVectors
-from pipeline.verify import PHOTO_RATIO, Box, Pixels, Verification, covered_share, verify_features
+from pipeline.verify import Box, Pixels, Verification, covered_share, verify_features
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ def _vote_bands(query: Query, gallery: GallerySource, gid: int, mirrored: bool, 
     the first's peak).
     """
     gw, gh = gallery.pixels(gid).size
-    if gh <= PHOTO_RATIO * gw:
+    if not is_page((gw, gh)):
         return [None]
     _, landed = cast.landed(mirrored, gid)
     landed = landed[landed >= 0]

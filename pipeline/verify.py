@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipeline.local import PHOTO_RATIO, LocalFeatures, extract, root_sift
+from pipeline.local import LocalFeatures, extract, is_page, root_sift
 
 log = logging.getLogger(__name__)
 
@@ -541,7 +541,7 @@ def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray, min_inliers: int = 
     overlap = (gbox[2] - gbox[0]) * (gbox[3] - gbox[1]) / area if area else 0.0
     side = min(gbox[2] - gbox[0], gbox[3] - gbox[1])
     region_area = (gbox[2] - gbox[0]) * (gbox[3] - gbox[1])
-    photo = g.size[1] <= PHOTO_RATIO * g.size[0]
+    photo = not is_page(g.size)
     rejected = ""
     if side < MIN_REGION_SIDE:
         rejected = f"matched region too thin ({side} px)"
