@@ -62,6 +62,19 @@ CHROMA_TOLERANCE = 18.0
 #: 1.25% is one; no copy of the bench sets shows any such patch inside its matched region,
 #: while a waistband orange in one variant and teal in the other covers 1.1% of the photo).
 RECOLOUR_CHROMA, RECOLOUR_WEIGHT = 24.0, 12.0
+#: A part that is neutral in the protected photo (chroma below ``NEUTRAL_TINT``: white, grey,
+#: black) and tinted in the suspect image once the copier's global edit is undone (chroma above
+#: ``TINTED``) is recoloured too: no brightness, contrast or saturation change, nor a cast up to
+#: ``MAX_CAST``, tints a grey part. A pale lavender top against the white one of the same shot
+#: differs by a chroma of 10, within every tolerance above. Inside the matched region of the
+#: bench's copies such patches cover at most 0.1%; the bench's pale-top and lining variants
+#: (unrelated queries u-photo-00155, u-photo-00081) 1.7-12.6% (2026-12-05).
+NEUTRAL_TINT, TINTED = 4.0, 8.0
+#: A recoloured part follows the protected photo's own outlines (a garment, a lining, a
+#: waistband): at least this share of its outline lies on the protected photo's edges. A copier's
+#: coloured shop name or badge pasted over the photo has an outline of its own (its glyphs over
+#: a plain backdrop or garment), and is no evidence of another variant.
+OUTLINE_ON_EDGES = 0.5
 #: Mean (a, b) shift left after the cast up to which a region is the same colour; at twice it the
 #: region counts as this share mismatched (enough to score 0).
 SHIFT_FREE, COLOUR_MISMATCH_SHIFTED = 5.0, 0.2
@@ -303,16 +316,16 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     # even where each pixel stays within the tolerance.
     shift = float(np.hypot(*(sat * x + cast - y).mean(axis=0)))
     mismatch = max(mismatch, COLOUR_MISMATCH_SHIFTED * float(np.clip((shift - SHIFT_FREE) / SHIFT_FREE, 0.0, 1.0)))
-    # A recoloured part (a waistband that is blue in one variant and yellow in the other) is a
-    # solid patch that is coloured on both sides, in different colours. Scattered JPEG or
-    # watermark residue is removed by the morphological opening; a copier's badge pasted over
-    # the white backdrop is not coloured on the protected side.
-    coloured = (RECOLOUR_CHROMA / 2) ** 2
-    recolour = (inside & (_norm2(qab) > coloured) & (_norm2(gab) > coloured) & (dab2 > RECOLOUR_CHROMA ** 2)).astype(np.uint8)
-    k = _odd(9 * r)
-    recolour = cv2.morphologyEx(recolour, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    mismatch = 1.0 if recoloured else min(1.0, max(mismatch, RECOLOUR_WEIGHT * float(recolour.sum()) / float(inside.sum())))
     textured = _gradient(lg) > TEXTURE_GRADIENT
+    # A recoloured part (a waistband that is blue in one variant and yellow in the other, a top
+    # that is lavender where the protected shot's is white) is a solid patch in another colour
+    # whose outline is the protected photo's own.
+    coloured = (RECOLOUR_CHROMA / 2) ** 2
+    g_chroma2 = _norm2(gab)
+    patch = (((_norm2(qab) > coloured) & (g_chroma2 > coloured) & (dab2 > RECOLOUR_CHROMA ** 2))
+             | ((g_chroma2 < NEUTRAL_TINT ** 2) & (_norm2(copy_ab) > TINTED ** 2))) & valid
+    recolour = _recoloured(patch, inside, valid, textured, r)
+    mismatch = 1.0 if recoloured else min(1.0, max(mismatch, RECOLOUR_WEIGHT * recolour / float(inside.sum())))
     edges = inside & (textured | (_gradient(lq) > TEXTURE_GRADIENT))
     enough_edges = 50 * r * r
     if template is not None:
@@ -334,6 +347,30 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     # where a template's boilerplate sits.
     tint_turned = _tints_differ(x.mean(axis=0), y.mean(axis=0))
     return ncc, mismatch, disagreement, edge_disagreement, tint_turned
+
+
+def _recoloured(patch: np.ndarray, inside: np.ndarray, valid: np.ndarray, edges: np.ndarray, r: float) -> int:
+    """Pixels inside the hull of the solid ``patch`` parts whose outline follows ``edges`` (the
+    protected photo's): a recoloured part, not an overlay a copier pasted on.
+
+    Scattered JPEG or watermark residue is removed by a morphological opening. Each remaining
+    part counts when at least ``OUTLINE_ON_EDGES`` of its outline (where it does not run along
+    the border of the aligned footprint) lies within about two working pixels of an edge.
+    """
+    k = _odd(9 * r)
+    patch = cv2.morphologyEx(patch.astype(np.uint8), cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    if not patch[inside].any():
+        return 0
+    n, labels = cv2.connectedComponents(patch, connectivity=8)
+    square = np.ones((3, 3), np.uint8)
+    outline = (patch > 0) & (cv2.erode(patch, square) == 0) & (cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+    near_edge = cv2.dilate(edges.astype(np.uint8), np.ones((_odd(5 * r),) * 2, np.uint8)) > 0
+    length = np.bincount(labels[outline], minlength=n)
+    on_edges = np.bincount(labels[outline & near_edge], minlength=n)
+    within = np.bincount(labels[inside], minlength=n)
+    follows = on_edges >= OUTLINE_ON_EDGES * np.maximum(length, 1)
+    follows[0] = False
+    return int(within[follows].sum())
 
 
 def _tints_differ(a: np.ndarray, b: np.ndarray) -> bool:

@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from pipeline.local import VoteIndex, extract
 from pipeline.match import Match, MatchParams, frequent_regions, verified_score
+from pipeline.synth import load_font
 from pipeline.verify import PixelCache, Verification, covered_share, shared_regions, verify_features
 
 PHOTOS = Path(__file__).resolve().parent.parent / "crawler" / "demo" / "photos" / "magento-luma"
@@ -466,6 +467,54 @@ def test_a_coloured_garment_where_the_protected_shot_shows_a_white_one_disagrees
     assert right >= THRESHOLD
     assert wrong < THRESHOLD, v
     assert v.disagreement >= 0.3, v
+
+
+def test_a_pale_top_where_the_protected_shot_shows_a_white_one_is_another_variant():
+    """The bench's unrelated query u-photo-00155: a crop of the lavender top, colour-jittered,
+    mirrored, between a copier's banners. Against the white top of the same shot everything it
+    shows aligns; the lavender is a chroma of about 10 from the white, within every pixel
+    tolerance, and the pair scored 0.72. No global edit of a copier tints a white part."""
+    query = Image.open(MORE_PHOTOS / "wt09-purple_main.bench-unrelated.jpg").convert("RGB")
+    right, v = score(query, photo("wt09-purple_main"), mirrored=True)
+    assert right >= THRESHOLD, v
+    wrong, v = score(query, photo("wt09-white_main"), mirrored=True)
+    assert v.ok and v.correlation >= 0.9, v  # the shapes align: only the tint tells them apart
+    assert wrong < THRESHOLD and v.colour_mismatch >= 0.15, v
+
+
+@pytest.mark.parametrize("other", ["wsh09-white_main", "wsh09-green_main"])
+def test_a_lining_in_another_colour_is_another_variant(other):
+    """The bench's unrelated query u-photo-00081: the legs and teal lining of the grey shorts,
+    cropped, jittered, rotated and watermarked. Against the shots with a white and a green
+    lining the inliers' hull holds the legs and only a corner of the lining: it scored 0.85 and
+    0.73. Against its own shot it is a copy."""
+    query = Image.open(MORE_PHOTOS / "wsh09-gray_main.bench-unrelated.jpg").convert("RGB")
+    right, v = score(query, photo("wsh09-gray_main"))
+    assert right >= THRESHOLD, v
+    wrong, v = score(query, photo(other))
+    assert v.ok and v.correlation >= 0.95, v
+    assert wrong < THRESHOLD and v.colour_mismatch >= 0.15, v
+
+
+@pytest.mark.parametrize("name, colour, opacity", [
+    ("wt09-white_main", (220, 40, 60), 160),  # red over the white top and backdrop
+    ("wt09-white_main", (250, 160, 60), 255),  # orange
+    ("wt09-purple_main", (250, 160, 60), 255),  # orange over the lavender top
+    ("wj08-purple_main", (220, 40, 60), 255),  # red over a purple jacket
+])
+def test_a_copiers_coloured_shop_name_over_the_photo_is_no_recolour(name, colour, opacity):
+    """Copiers stamp their shop's name on the photo, often in colour. Over a white top its glyphs
+    are tinted where the protected photo is neutral, as a lavender top is; over a coloured
+    garment they are another colour, as a recoloured waistband is. What tells them apart is the
+    outline: a recoloured part's follows the protected photo's edges, glyphs do not."""
+    im = photo(name).convert("RGBA")
+    w, h = im.size
+    stamp = Image.new("RGBA", im.size, (0, 0, 0, 0))
+    ImageDraw.Draw(stamp).text((int(0.3 * w), int(0.45 * h)), "스타일마켓", font=load_font(w // 9, bold=True),
+                               fill=(*colour, opacity))
+    query = copier(Image.alpha_composite(im, stamp).convert("RGB"))
+    right, v = score(query, photo(name))
+    assert right >= THRESHOLD, v
 
 
 PAGES = Path(__file__).resolve().parent / "data" / "pages"
