@@ -212,7 +212,7 @@ def _prepare(pix: Pixels, region: Box, f: float, mirror: bool) -> np.ndarray:
 
 
 def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.ndarray, hull: np.ndarray,
-                      template: np.ndarray | None = None) -> tuple[float, float, float, float, bool]:
+                      template: np.ndarray | None = None, photo: bool | None = None) -> tuple[float, float, float, float, bool]:
     """Dense check of a fitted pair: warp the query crop onto the gallery crop with ``model`` and
     compare pixels.
 
@@ -240,6 +240,8 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
     mostly on the notice (edge disagreement 0.038, level with the copies' most).
     Whether the region's overall tint turned (:func:`_tints_differ`) is reported apart.
     Returns (correlation, colour mismatch, overlap disagreement, edge disagreement, tint turned).
+    The score reads the overlap disagreement of protected photos only and the edge disagreement
+    of detail pages only: with ``photo`` given, the other one is not measured (returned as 0).
     """
     # Work only inside the bounding box of the query's footprint on the gallery crop (a band of a
     # long page must not cost a warp of the whole page).
@@ -326,27 +328,36 @@ def aligned_agreement(query_rgb: np.ndarray, gallery_rgb: np.ndarray, model: np.
              | ((g_chroma2 < NEUTRAL_TINT ** 2) & (_norm2(copy_ab) > TINTED ** 2))) & valid
     recolour = _recoloured(patch, inside, valid, textured, r)
     mismatch = 1.0 if recoloured else min(1.0, max(mismatch, RECOLOUR_WEIGHT * recolour / float(inside.sum())))
-    edges = inside & (textured | (_gradient(lq) > TEXTURE_GRADIENT))
-    enough_edges = 50 * r * r
-    if template is not None:
-        own = edges & (template == 0)
-        if own.sum() >= enough_edges:
-            edges = own
-    edge_disagreement = float((residual2[edges] > DISAGREE_TOLERANCE ** 2).mean()) if edges.sum() >= enough_edges else 0.0
+    edge_disagreement = 0.0 if photo else _edge_disagreement(residual2, inside, textured, lq, template, r)
     # Content is what is textured or not the plain light backdrop of a product shot: a garment
     # that is flat black in one shot and flat grey in the other counts, a white studio wall not.
     # Where the protected photo shows backdrop, coloured pixels on the other side are content
     # too (a white top that is lavender in the other shot), once the copier's global colour
     # edit is undone; neutral ones are not (the grey or black corners a rotated copy is padded
     # with, a watermark's white text).
-    backdrop = (lg >= BACKDROP_LIGHTNESS) & _neutral(gab) & _neutral(copy_ab)
-    over = valid & (textured | ~backdrop)
-    disagreement = float((residual2[over] > DISAGREE_TOLERANCE ** 2).mean()) if over.sum() >= 100 * r * r else 0.0
+    disagreement = 0.0
+    if photo is not False:
+        backdrop = (lg >= BACKDROP_LIGHTNESS) & _neutral(gab) & _neutral(copy_ab)
+        over = valid & (textured | ~backdrop)
+        disagreement = float((residual2[over] > DISAGREE_TOLERANCE ** 2).mean()) if over.sum() >= 100 * r * r else 0.0
     # Nor is a region whose overall tint turned (a beige band that is light blue in the other
     # page). Reported apart from the colour mismatch: the same words in another tint still show
     # where a template's boilerplate sits.
     tint_turned = _tints_differ(x.mean(axis=0), y.mean(axis=0))
     return ncc, mismatch, disagreement, edge_disagreement, tint_turned
+
+
+def _edge_disagreement(residual2: np.ndarray, inside: np.ndarray, textured: np.ndarray, lq: np.ndarray,
+                       template: np.ndarray | None, r: float) -> float:
+    """Share of the edge pixels inside the hull (textured on either side; outside the client's
+    template where enough are left) whose residual exceeds ``DISAGREE_TOLERANCE``."""
+    edges = inside & (textured | (_gradient(lq) > TEXTURE_GRADIENT))
+    enough_edges = 50 * r * r
+    if template is not None:
+        own = edges & (template == 0)
+        if own.sum() >= enough_edges:
+            edges = own
+    return float((residual2[edges] > DISAGREE_TOLERANCE ** 2).mean()) if edges.sum() >= enough_edges else 0.0
 
 
 def _recoloured(patch: np.ndarray, inside: np.ndarray, valid: np.ndarray, edges: np.ndarray, r: float) -> int:
@@ -591,7 +602,7 @@ def _fit(q: _Side, g: _Side, pq: np.ndarray, pg: np.ndarray, min_inliers: int = 
     if rejected:
         return Verification(n_in, len(pq), qbox, gbox, float(overlap), q.mirrored, q_scale, 0.0, rejected, 0.0, 0.0, photo), inl
     correlation, mismatch, disagreement, edges, tint_turned = aligned_agreement(q.rgb, g.rgb, model, pg[inl],
-                                                                                g.template_mask(template))
+                                                                                g.template_mask(template), photo)
     return Verification(n_in, len(pq), qbox, gbox, float(overlap), q.mirrored, q_scale, mismatch, rejected, correlation,
                         disagreement, photo, edges, tint_turned), inl
 

@@ -642,6 +642,22 @@ def test_a_fit_whose_footprint_misses_the_protected_crop_compares_nothing():
         assert aligned_agreement(rgb, rgb, model, hull) == (0.0, 0.0, 0.0, 0.0, False)
 
 
+def test_a_pixel_check_told_what_it_protects_measures_what_the_score_reads_unchanged():
+    """The overlap disagreement is read for photos only, the edge disagreement for pages only: a
+    check told which it protects skips the other and returns the rest exactly as a full one."""
+    from pipeline.verify import aligned_agreement
+
+    lavender, white = (np.asarray(photo(n).resize((320, 400))) for n in ("wt09-purple_main", "wt09-white_main"))
+    model = np.float32([[1, 0, 3], [0, 1, -2]])
+    hull = np.float32([[60, 40], [260, 40], [260, 300], [60, 300]])
+    full = aligned_agreement(lavender, white, model, hull)
+    assert full[2] > 0 and full[3] > 0  # both measured
+    as_photo = aligned_agreement(lavender, white, model, hull, photo=True)
+    as_page = aligned_agreement(lavender, white, model, hull, photo=False)
+    assert as_photo == (full[0], full[1], full[2], 0.0, full[4])
+    assert as_page == (full[0], full[1], 0.0, full[3], full[4])
+
+
 def test_a_plain_photo_between_text_banners_keeps_points_to_vote_with():
     """A long page's text responds far more strongly than a plain photo on it (a grey sleeve):
     ranked over the whole page, the photo keeps none of its points in the vote index, and a
