@@ -124,3 +124,43 @@ def test_unverified_candidates_keep_the_matchers_order_in_the_rankings():
     inner = Verification(30, 40, (10, 10, 200, 200), (0, 0, 190, 190), 0.5, False, 1.0, 0.0, "", 0.999)
     out = _as_reported(ranked + [Match(4, 0.5, 0.5, inner), Match(5, 0.9, 0.7, best)])
     assert [(m.gallery_id, m.score) for m in out] == [(5, 0.9), (4, 0.0), (1, 0.0), (2, 0.0), (3, 0.0)]
+
+
+def test_gallery_pixels_written_by_forked_workers_are_read_in_place(tmp_path):
+    """eval's workers write each gallery image's pixels into a mapping shared with the parent
+    instead of pickling them back: what the parent reads there is what Pixels.of makes, for a
+    long page, an EXIF-turned photo and a small image; an unreadable file has no slot."""
+    from PIL import Image
+
+    page = Image.linear_gradient("L").resize((860, 3000)).convert("RGB")
+    page.save(tmp_path / "page.png")
+    photo = Image.radial_gradient("L").resize((900, 600)).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    photo.save(tmp_path / "turned.jpg", exif=exif)
+    Image.new("RGB", (300, 200), (200, 30, 60)).save(tmp_path / "small.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import numpy as np\n"
+        "from pipeline import images\n"
+        "from pipeline.evaluate import SharedPixels\n"
+        "from pipeline.parallel import fork_map\n"
+        "from pipeline.verify import Pixels\n"
+        "root = Path(sys.argv[1])\n"
+        "paths = [root / n for n in ('page.png', 'turned.jpg', 'small.png', 'broken.jpg')]\n"
+        "shared = SharedPixels(paths)\n"
+        "def write(i):\n"
+        "    rgb = Pixels.of(images.decode(paths[i])).rgb\n"
+        "    return i, shared.put(i, rgb), rgb.shape\n"
+        "for i, ok, shape in fork_map(write, range(3), 2, chunksize=1):\n"
+        "    assert ok, i\n"
+        "    expected = Pixels.of(images.decode(paths[i])).rgb\n"
+        "    assert shape == expected.shape and np.array_equal(shared.get(i, shape), expected), i\n"
+        "assert shared.slots[3] == 0 and not shared.put(3, np.zeros((2, 2, 3), np.uint8))\n"
+        "print('ok', [shape for shape in (Pixels.of(images.decode(p)).rgb.shape for p in paths[:3])])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok [(2233, 640, 3), (900, 600, 3), (200, 300, 3)]"
