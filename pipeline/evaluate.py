@@ -160,9 +160,14 @@ def _slot_bytes(path: Path, max_w: int) -> int:
             w, h = im.size
     except Exception:  # noqa: BLE001 - unreadable here means unusable later; decode says why
         return 0
-    if w < 1 or h < 1:
+    long_side, short_side = max(w, h), min(w, h)
+    if short_side < 1:
         return 0
-    return 3 * max(max(w, h) * min(w, h) if max(w, h) <= max_w else max_w * (math.ceil(max_w * max(w, h) / min(w, h)) + 1), 1)
+    if long_side <= max_w:  # never shrunk
+        return 3 * long_side * short_side
+    # At most max_w wide, and at most as tall as the long side once the short side is scaled to
+    # max_w (a narrower image is not shrunk: short_side * long_side is less still).
+    return 3 * max_w * (math.ceil(max_w * long_side / short_side) + 1)
 
 
 def _prepare_gallery_image(gid: int) -> tuple[int, object, object, "Pixels | tuple | None", str]:
