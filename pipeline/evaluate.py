@@ -142,14 +142,12 @@ class SharedPixels:
         """Copy ``rgb`` (uint8) into image ``gid``'s slot; False when it does not fit."""
         if rgb.dtype != np.uint8 or rgb.nbytes > self.slots[gid]:
             return False
-        self._view(gid, rgb.shape)[...] = rgb
+        self.get(gid, rgb.shape)[...] = rgb
         return True
 
     def get(self, gid: int, shape: tuple[int, ...]) -> np.ndarray:
-        """Image ``gid``'s pixels, as written by :meth:`put` (a view, not a copy)."""
-        return self._view(gid, shape)
-
-    def _view(self, gid: int, shape: tuple[int, ...]) -> np.ndarray:
+        """Image ``gid``'s slot as an array of ``shape``: its pixels as :meth:`put` wrote them (a
+        view, not a copy)."""
         return np.frombuffer(self._buf, np.uint8, math.prod(shape), self.offsets[gid]).reshape(shape)
 
 

@@ -440,18 +440,27 @@ def test_a_variant_whose_only_difference_is_a_small_recoloured_part_is_not_a_cop
     assert wrong < THRESHOLD, v
 
 
+def assert_copy_of_its_shot_only(bench_query: str, own: str, other: str, *, mirrored: bool = False,
+                                 min_correlation: float) -> None:
+    """A bench query made from photo ``own`` is a copy of it, while against ``other`` (another
+    colour of the same shot) its shapes align (at least ``min_correlation``) and only its
+    colours tell it apart: a colour mismatch that scores it under the threshold."""
+    query = Image.open(MORE_PHOTOS / bench_query).convert("RGB")
+    right, v = score(query, photo(own), mirrored=mirrored)
+    assert right >= THRESHOLD, v
+    wrong, v = score(query, photo(other), mirrored=mirrored)
+    assert v.ok and v.correlation >= min_correlation, v
+    assert wrong < THRESHOLD and v.colour_mismatch >= 0.15, v
+
+
 def test_a_jittered_colour_variant_is_not_a_copy_however_well_its_shapes_align():
     """The bench's unrelated query u-photo-00186: the orange-waistband shorts, colour-jittered,
     mirrored, scaled, watermarked and recompressed. Against the black shorts with the teal
     waistband everything but the waistband aligns. With photos described at half scale, as
     pages are, the inliers' hull stopped just under the waistband (a finding at 0.77); photos
     are described at full scale. Against its own photo it is a copy."""
-    query = Image.open(MORE_PHOTOS / "wsh04-orange_main.bench-unrelated.jpg").convert("RGB")
-    right, v = score(query, photo("wsh04-orange_main"), mirrored=True)
-    assert right >= THRESHOLD, v
-    wrong, v = score(query, photo("wsh04-black_main"), mirrored=True)
-    assert v.ok and v.correlation >= 0.95, v  # the shapes align: only the colour tells them apart
-    assert wrong < THRESHOLD and v.colour_mismatch >= 0.15, v
+    assert_copy_of_its_shot_only("wsh04-orange_main.bench-unrelated.jpg", "wsh04-orange_main", "wsh04-black_main",
+                                 mirrored=True, min_correlation=0.95)
 
 
 def test_a_coloured_garment_where_the_protected_shot_shows_a_white_one_disagrees():
@@ -474,12 +483,8 @@ def test_a_pale_top_where_the_protected_shot_shows_a_white_one_is_another_varian
     mirrored, between a copier's banners. Against the white top of the same shot everything it
     shows aligns; the lavender is a chroma of about 10 from the white, within every pixel
     tolerance, and the pair scored 0.72. No global edit of a copier tints a white part."""
-    query = Image.open(MORE_PHOTOS / "wt09-purple_main.bench-unrelated.jpg").convert("RGB")
-    right, v = score(query, photo("wt09-purple_main"), mirrored=True)
-    assert right >= THRESHOLD, v
-    wrong, v = score(query, photo("wt09-white_main"), mirrored=True)
-    assert v.ok and v.correlation >= 0.9, v  # the shapes align: only the tint tells them apart
-    assert wrong < THRESHOLD and v.colour_mismatch >= 0.15, v
+    assert_copy_of_its_shot_only("wt09-purple_main.bench-unrelated.jpg", "wt09-purple_main", "wt09-white_main",
+                                 mirrored=True, min_correlation=0.9)
 
 
 @pytest.mark.parametrize("other", ["wsh09-white_main", "wsh09-green_main"])
@@ -488,12 +493,7 @@ def test_a_lining_in_another_colour_is_another_variant(other):
     cropped, jittered, rotated and watermarked. Against the shots with a white and a green
     lining the inliers' hull holds the legs and only a corner of the lining: it scored 0.85 and
     0.73. Against its own shot it is a copy."""
-    query = Image.open(MORE_PHOTOS / "wsh09-gray_main.bench-unrelated.jpg").convert("RGB")
-    right, v = score(query, photo("wsh09-gray_main"))
-    assert right >= THRESHOLD, v
-    wrong, v = score(query, photo(other))
-    assert v.ok and v.correlation >= 0.95, v
-    assert wrong < THRESHOLD and v.colour_mismatch >= 0.15, v
+    assert_copy_of_its_shot_only("wsh09-gray_main.bench-unrelated.jpg", "wsh09-gray_main", other, min_correlation=0.95)
 
 
 @pytest.mark.parametrize("name, colour, opacity", [
